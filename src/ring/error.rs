@@ -1,0 +1,75 @@
+//! The ring's error type.
+
+use std::fmt;
+
+use super::NodeId;
+
+/// Why a membership edit of the ring was refused.
+///
+/// Every variant leaves the ring exactly as it was: an edit is validated in
+/// full before a new snapshot is built. Checks run in a fixed order, so the
+/// same bad edit always gets the same error: for `add_node` the name, then
+/// the vnode count, then name uniqueness, then capacity; for `set_vnodes`
+/// the node, then the vnode count, then capacity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RingError {
+    /// A node with this name is already in the ring.
+    DuplicateName(String),
+    /// No node with this id is in the ring (never was, or was removed).
+    UnknownNode(NodeId),
+    /// The vnode count is outside `1..=max`.
+    VnodesOutOfRange {
+        /// The count that was asked for.
+        vnodes: u32,
+        /// The ring's maximum (`Ring::max_vnodes`).
+        max: u32,
+    },
+    /// The name is empty or longer than [`crate::hash::MAX_NAME_BYTES`].
+    InvalidName {
+        /// The length of the refused name, in bytes.
+        len: usize,
+    },
+    /// The edit would put more points on the ring than it holds at most.
+    TooManyPoints {
+        /// The total the edit would reach.
+        requested: usize,
+        /// The ring's limit ([`super::MAX_TOTAL_POINTS`]).
+        max: usize,
+    },
+    /// Every `NodeId` has been handed out once; ids are never reused while
+    /// the process lives, so no further node can be added.
+    IdsExhausted,
+}
+
+impl fmt::Display for RingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RingError::DuplicateName(name) => write!(
+                f,
+                "a node named {name:?} is already in the ring; pick another name or remove that node first"
+            ),
+            RingError::UnknownNode(id) => write!(
+                f,
+                "no node with index {id} is in the ring; list the nodes to see the current indexes"
+            ),
+            RingError::VnodesOutOfRange { vnodes, max } => write!(
+                f,
+                "vnodes must be between 1 and {max}, got {vnodes}"
+            ),
+            RingError::InvalidName { len } => write!(
+                f,
+                "a node name must be 1 to {} bytes long, got {len} bytes",
+                crate::hash::MAX_NAME_BYTES
+            ),
+            RingError::TooManyPoints { requested, max } => write!(
+                f,
+                "the ring would hold {requested} points, more than its limit of {max}; use fewer vnodes per node"
+            ),
+            RingError::IdsExhausted => {
+                write!(f, "all node indexes have been used; restart the process to add more nodes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RingError {}

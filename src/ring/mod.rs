@@ -1,0 +1,479 @@
+//! The lock-free consistent hash ring with virtual nodes.
+//!
+//! This module owns placement: which node a key belongs to, and how that
+//! changes when members join, leave or change their virtual-node count. It
+//! knows nothing about stored data (the cluster moves keys; the ring only
+//! says where they belong).
+//!
+//! # Concepts
+//!
+//! Each node has a stable [`NodeId`] (handed out in order, never reused while
+//! the process lives), a unique name and a vnode count. Point `i` of a node
+//! is [`crate::hash::vnode_point`]`(name, i)`; a key belongs to the owner of
+//! the first point at or after [`crate::hash::key_hash`]`(key)`, wrapping. The
+//! points and owners of one moment form a [`RingTable`], an immutable
+//! snapshot with a version number.
+//!
+//! [`Ring`] holds the current table behind a `crossbeam_epoch::Atomic`:
+//!
+//! * **Readers** pin the current epoch, load the pointer and look up. They
+//!   take no lock and never wait for a writer: a lookup is a bounded number
+//!   of steps whatever writers do. (Pinning may, once every 128 pins of a
+//!   thread, run a bounded batch of deferred frees; that is crossbeam's
+//!   amortized collection, not waiting.)
+//! * **Writers** (`add_node`, `remove_node`, `set_vnodes`) are serialized by
+//!   a mutex, build a new table from the current one by merging sorted runs,
+//!   publish it with one atomic swap and retire the old table to the epoch
+//!   collector.
+//!
+//! # Invariants a reader may rely on
+//!
+//! * The pointer is never null: a `Ring` starts with an empty table.
+//! * A table never changes once published. Everything a reader learns from
+//!   one table (owner, member list, version) is one consistent view.
+//! * Versions of published tables strictly increase, one per edit.
+//! * A table stays allocated while any guard that could have loaded it is
+//!   pinned: the writer retires it with `defer_destroy` only after it has
+//!   been unlinked, and the collector frees it only once every thread pinned
+//!   at that time has unpinned.
+//!
+//! # Orderings
+//!
+//! * The writer's `swap(.., Release)` publishes the new table; it pairs with
+//!   the readers' `load(Acquire)`, so a reader that sees the new pointer sees
+//!   the fully built table behind it.
+//! * The writer's own `load` of the current table is under the writer mutex,
+//!   whose acquire already orders it after the previous writer's swap;
+//!   it uses `Acquire` anyway, which costs nothing on the write path and
+//!   keeps the argument local.
+//! * Reclamation safety comes from the epoch protocol (crossbeam's pin has
+//!   the `SeqCst` fence that orders a reader's pin before its load), not from
+//!   these orderings.
+//!
+//! # Last node
+//!
+//! The ring lets its last node be removed: an empty ring is a valid state in
+//! which `lookup` answers `None`. Refusing to remove the last node of a
+//! serving cluster is the cluster's policy, not the ring's.
+
+mod error;
+pub mod reference;
+mod table;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
+use parking_lot::Mutex;
+
+pub use error::RingError;
+pub use table::{NodeInfo, NodeShare, RingTable};
+
+/// The default largest vnode count of one node: 10 000, as design.md sets.
+pub const DEFAULT_MAX_VNODES: u32 = 10_000;
+
+/// The most points one ring holds: 2^24 (16.7M, about 200 MiB of points,
+/// owners and index). Far above any real deployment (1000 nodes x 10 000
+/// vnodes is 10M); it exists so a typo cannot make a writer allocate without
+/// bound, and so point indexes fit the index's `u32`.
+pub const MAX_TOTAL_POINTS: usize = 1 << 24;
+
+/// A node's stable identity: assigned when it joins, never reused while the
+/// process lives. `Display` prints the bare number, as the
+/// `X-CacheServer-Index` header does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A consistent hash ring whose membership can change while lookups run.
+///
+/// `Ring` is `Send + Sync`; share it by reference or `Arc`.
+///
+/// ```
+/// use ringcache::Ring;
+/// let ring = Ring::new();
+/// let a = ring.add_node("cache-a", 160).unwrap();
+/// let b = ring.add_node("cache-b", 160).unwrap();
+/// let owner = ring.lookup(b"user:42").unwrap();
+/// assert!(owner == a || owner == b);
+/// assert_eq!(ring.lookup_n(b"user:42", 5).len(), 2);
+/// ```
+pub struct Ring {
+    /// The published snapshot; never null.
+    current: Atomic<RingTable>,
+    /// Serializes writers and holds what only writers need. A blocking
+    /// mutex is right here: edits are rare and readers never touch it.
+    writer: Mutex<WriterState>,
+    /// The largest vnode count one node may have.
+    max_vnodes: u32,
+}
+
+/// State only writers touch, under `Ring::writer`.
+struct WriterState {
+    /// The id the next added node gets. Ids are never reused.
+    next_id: u32,
+}
+
+impl Default for Ring {
+    fn default() -> Self {
+        Ring::new()
+    }
+}
+
+impl fmt::Debug for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.pin();
+        f.debug_struct("Ring")
+            .field("version", &t.version())
+            .field("nodes", &t.node_count())
+            .field("points", &t.point_count())
+            .finish()
+    }
+}
+
+impl Ring {
+    /// An empty ring with the default vnode limit ([`DEFAULT_MAX_VNODES`]).
+    pub fn new() -> Ring {
+        Ring::with_max_vnodes(DEFAULT_MAX_VNODES)
+    }
+
+    /// An empty ring whose nodes may have `1..=max_vnodes` vnodes each.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `max_vnodes` is 0.
+    pub fn with_max_vnodes(max_vnodes: u32) -> Ring {
+        assert!(max_vnodes >= 1, "max_vnodes must be at least 1");
+        Ring {
+            current: Atomic::new(RingTable::empty(0)),
+            writer: Mutex::new(WriterState { next_id: 0 }),
+            max_vnodes,
+        }
+    }
+
+    /// The largest vnode count this ring accepts for one node.
+    pub fn max_vnodes(&self) -> u32 {
+        self.max_vnodes
+    }
+
+    /// The current table, valid for as long as both `self` and `guard` are.
+    ///
+    /// Use this to pin once and read several epoch-protected structures
+    /// (the ring and something of the caller's) under one guard.
+    #[inline]
+    pub fn load<'a>(&'a self, guard: &'a Guard) -> &'a RingTable {
+        // Acquire pairs with the Release swap in `publish`.
+        let shared = self.current.load(Ordering::Acquire, guard);
+        // SAFETY: `current` is never null (set in the constructor, only ever
+        // replaced by `publish` with a non-null pointer). The table it points
+        // to was published before this load and is retired only through
+        // `guard.defer_destroy` after being unlinked, so it stays allocated
+        // while `guard` is pinned; the returned lifetime is bounded by the
+        // guard's and by `self`'s (whose `Drop` frees the last table).
+        unsafe { shared.deref() }
+    }
+
+    /// Pins the current epoch and returns the current snapshot, for many
+    /// lookups against one consistent view.
+    ///
+    /// Hold it briefly: while any thread holds a pin, no retired snapshot can
+    /// be freed. The snapshot is `!Send` (it owns a thread's pin).
+    ///
+    /// ```
+    /// use ringcache::Ring;
+    /// let ring = Ring::new();
+    /// ring.add_node("a", 10).unwrap();
+    /// let snap = ring.pin();
+    /// let owners: Vec<_> = [b"x", b"y"].iter().map(|k| snap.lookup(*k)).collect();
+    /// assert!(owners.iter().all(Option::is_some));
+    /// ```
+    pub fn pin(&self) -> Pinned<'_> {
+        let guard = epoch::pin();
+        let table: *const RingTable = self.load(&guard);
+        Pinned {
+            guard,
+            table,
+            _ring: PhantomData,
+        }
+    }
+
+    /// The node that owns `key`, or `None` while the ring is empty.
+    ///
+    /// Wait-free with respect to writers; see the module docs.
+    #[inline]
+    pub fn lookup(&self, key: &[u8]) -> Option<NodeId> {
+        let guard = epoch::pin();
+        self.load(&guard).lookup(key)
+    }
+
+    /// The first `n` distinct nodes clockwise from `key` (a replica set):
+    /// `min(n, node count)` ids, the first being `lookup(key)`.
+    pub fn lookup_n(&self, key: &[u8], n: usize) -> Vec<NodeId> {
+        let guard = epoch::pin();
+        self.load(&guard).lookup_n(key, n)
+    }
+
+    /// The version of the current snapshot (0 for a new ring, +1 per edit).
+    pub fn version(&self) -> u64 {
+        let guard = epoch::pin();
+        self.load(&guard).version()
+    }
+
+    /// How many nodes are members now.
+    pub fn node_count(&self) -> usize {
+        let guard = epoch::pin();
+        self.load(&guard).node_count()
+    }
+
+    /// The members with their names, vnode counts and shares of the hash
+    /// space, sorted by id, all from one snapshot.
+    pub fn nodes(&self) -> Vec<NodeShare> {
+        self.pin().shares()
+    }
+
+    /// Adds a node with `vnodes` points and returns its new id.
+    ///
+    /// **Locking behaviour:** takes the writer mutex; lookups are not
+    /// affected. Costs O(points + vnodes log vnodes): the new node's points
+    /// are sorted and merged into the current run, not re-sorted with it.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::InvalidName`], [`RingError::VnodesOutOfRange`],
+    /// [`RingError::DuplicateName`], [`RingError::TooManyPoints`] or
+    /// [`RingError::IdsExhausted`], checked in that order; the ring is then
+    /// unchanged.
+    pub fn add_node(&self, name: &str, vnodes: u32) -> Result<NodeId, RingError> {
+        if name.is_empty() || name.len() > crate::hash::MAX_NAME_BYTES {
+            return Err(RingError::InvalidName { len: name.len() });
+        }
+        self.check_vnodes(vnodes)?;
+        let mut writer = self.writer.lock();
+        let guard = epoch::pin();
+        let cur = self.load(&guard);
+        if cur.node_by_name(name).is_some() {
+            return Err(RingError::DuplicateName(name.to_owned()));
+        }
+        check_points(cur.point_count() + vnodes as usize)?;
+        let id = NodeId(writer.next_id);
+        writer.next_id = writer
+            .next_id
+            .checked_add(1)
+            .ok_or(RingError::IdsExhausted)?;
+        let node = NodeInfo {
+            id,
+            name: Arc::from(name),
+            vnodes,
+        };
+        self.publish(cur.with_node(cur.version() + 1, node), &guard);
+        Ok(id)
+    }
+
+    /// Removes node `id` and its points.
+    ///
+    /// **Locking behaviour:** takes the writer mutex. Removing the last node
+    /// is allowed and leaves an empty ring (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::UnknownNode`] if `id` is not a member.
+    pub fn remove_node(&self, id: NodeId) -> Result<(), RingError> {
+        let _writer = self.writer.lock();
+        let guard = epoch::pin();
+        let cur = self.load(&guard);
+        if cur.node(id).is_none() {
+            return Err(RingError::UnknownNode(id));
+        }
+        self.publish(cur.without_node(cur.version() + 1, id), &guard);
+        Ok(())
+    }
+
+    /// Sets node `id`'s vnode count. Raising from `v` to `w` adds exactly its
+    /// points `v..w`; lowering removes them; no other node's points change.
+    /// Setting the current count still publishes a new version.
+    ///
+    /// **Locking behaviour:** takes the writer mutex.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::UnknownNode`], [`RingError::VnodesOutOfRange`] or
+    /// [`RingError::TooManyPoints`], checked in that order.
+    pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
+        let _writer = self.writer.lock();
+        let guard = epoch::pin();
+        let cur = self.load(&guard);
+        let old = cur.node(id).ok_or(RingError::UnknownNode(id))?.vnodes;
+        self.check_vnodes(vnodes)?;
+        check_points(cur.point_count() - old as usize + vnodes as usize)?;
+        self.publish(cur.with_vnodes(cur.version() + 1, id, vnodes), &guard);
+        Ok(())
+    }
+
+    fn check_vnodes(&self, vnodes: u32) -> Result<(), RingError> {
+        if (1..=self.max_vnodes).contains(&vnodes) {
+            Ok(())
+        } else {
+            Err(RingError::VnodesOutOfRange {
+                vnodes,
+                max: self.max_vnodes,
+            })
+        }
+    }
+
+    /// Publishes `table` as the current snapshot and retires the old one.
+    /// Must be called with the writer mutex held.
+    fn publish(&self, table: RingTable, guard: &Guard) {
+        // Release pairs with the Acquire load in `load`: a reader that sees
+        // the new pointer sees the table's contents.
+        let old = self
+            .current
+            .swap(Owned::new(table), Ordering::Release, guard);
+        // SAFETY: `old` was the published table and is now unlinked, so no
+        // reader can load it again; readers that loaded it before the swap
+        // are pinned, and `defer_destroy` waits for them. Writers are
+        // serialized, so nobody else retires the same pointer.
+        unsafe { guard.defer_destroy(old) };
+        // Push the retired table to the global queue now rather than when
+        // this thread's local bag fills: rings are large, edits are rare.
+        guard.flush();
+    }
+}
+
+fn check_points(requested: usize) -> Result<(), RingError> {
+    if requested > MAX_TOTAL_POINTS {
+        Err(RingError::TooManyPoints {
+            requested,
+            max: MAX_TOTAL_POINTS,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` proves no `Pinned` or `load` borrow of this ring
+        // is alive (both borrow `self`), so nobody can reach the current table;
+        // earlier tables were retired to the collector and are its business.
+        unsafe {
+            let current = self.current.load(Ordering::Relaxed, epoch::unprotected());
+            drop(current.into_owned());
+        }
+    }
+}
+
+/// A pinned snapshot of a [`Ring`]: derefs to the [`RingTable`] that was
+/// current when it was taken, and keeps it alive until dropped.
+pub struct Pinned<'r> {
+    /// Keeps `table` from being freed. Declared before `table` is used and
+    /// dropped with the struct.
+    guard: Guard,
+    /// Loaded under `guard`; valid while it is pinned and the ring lives.
+    table: *const RingTable,
+    _ring: PhantomData<&'r Ring>,
+}
+
+impl Pinned<'_> {
+    /// The guard this snapshot holds, for loading other epoch-protected
+    /// data in the same pin.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+}
+
+impl Deref for Pinned<'_> {
+    type Target = RingTable;
+
+    #[inline]
+    fn deref(&self) -> &RingTable {
+        // SAFETY: `table` was loaded from the ring under `self.guard`, which
+        // stays pinned as long as `self` lives, and the ring outlives `'r`
+        // (its `Drop` needs `&mut`, impossible while this borrow lives).
+        unsafe { &*self.table }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_never_reused() {
+        let ring = Ring::new();
+        let a = ring.add_node("a", 1).unwrap();
+        ring.remove_node(a).unwrap();
+        let b = ring.add_node("a", 1).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn errors_leave_the_ring_unchanged() {
+        let ring = Ring::with_max_vnodes(100);
+        let a = ring.add_node("a", 10).unwrap();
+        let v = ring.version();
+        assert_eq!(
+            ring.add_node("a", 10),
+            Err(RingError::DuplicateName("a".into()))
+        );
+        assert_eq!(
+            ring.add_node("", 10),
+            Err(RingError::InvalidName { len: 0 })
+        );
+        assert_eq!(
+            ring.add_node("b", 0),
+            Err(RingError::VnodesOutOfRange {
+                vnodes: 0,
+                max: 100
+            })
+        );
+        assert_eq!(
+            ring.set_vnodes(a, 101),
+            Err(RingError::VnodesOutOfRange {
+                vnodes: 101,
+                max: 100
+            })
+        );
+        assert_eq!(
+            ring.remove_node(NodeId(9)),
+            Err(RingError::UnknownNode(NodeId(9)))
+        );
+        assert_eq!(ring.version(), v);
+        assert_eq!(ring.node_count(), 1);
+    }
+
+    #[test]
+    fn last_node_can_leave() {
+        let ring = Ring::new();
+        let a = ring.add_node("a", 3).unwrap();
+        ring.remove_node(a).unwrap();
+        assert_eq!(ring.lookup(b"k"), None);
+        assert_eq!(ring.version(), 2);
+    }
+
+    #[test]
+    fn error_messages_say_what_to_do() {
+        let msg = RingError::VnodesOutOfRange {
+            vnodes: 0,
+            max: 10_000,
+        }
+        .to_string();
+        assert_eq!(msg, "vnodes must be between 1 and 10000, got 0");
+        assert!(RingError::UnknownNode(NodeId(7))
+            .to_string()
+            .contains("index 7"));
+    }
+
+    #[test]
+    fn ring_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Ring>();
+    }
+}
