@@ -10,6 +10,15 @@
 //! * [`ring`]: the lock-free ring: immutable snapshots published through
 //!   `crossbeam-epoch`, wait-free lookups, serialized membership edits, and a
 //!   naive reference ring for cross-checking. Knows nothing of stored data.
+//! * [`node`]: one cache node's store (`dashmap`): entries, TTL, memory cap
+//!   with sampled-LRU eviction, stats; behind the [`node::Store`] trait.
+//!   Knows nothing of the ring.
+//! * [`cluster`]: routes get/set/delete through the ring to nodes, applies
+//!   membership changes, publishes the epoch-protected topology requests
+//!   route by. Never parses HTTP.
+//! * [`rebalance`]: the background mover that relocates keys after a change
+//!   (its module docs state the protocol and its invariants), the TTL
+//!   sweeper, and relocation progress. Never on a request's path.
 //!
 //! # Example
 //!
@@ -28,7 +37,11 @@
 //! ```
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+pub mod cluster;
 pub mod hash;
+pub mod node;
+pub mod rebalance;
 pub mod ring;
 
+pub use cluster::{Cluster, ClusterConfig, ClusterError};
 pub use ring::{NodeId, Ring, RingError};

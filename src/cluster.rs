@@ -1,0 +1,661 @@
+//! The cluster: routing get/set/delete through the ring to cache nodes, and
+//! membership changes that relocate keys without losing a write.
+//!
+//! This module owns the request path and membership. It never parses HTTP
+//! (the server translates requests into calls here) and it never moves keys
+//! itself: [`crate::rebalance`] does that on its own thread. The protocol the
+//! two follow is written down in [`crate::rebalance`]'s module docs; this
+//! module is one side of it.
+//!
+//! # The topology
+//!
+//! Everything a request needs is one immutable [`Topology`], published
+//! through a `crossbeam_epoch::Atomic` exactly as the ring publishes its
+//! tables: the rings in play (the current one first, then older ones whose
+//! keys may not have moved yet), and every node store by id, draining nodes
+//! included. A request pins, loads the topology once, and works from it.
+//! Membership edits are serialized by a mutex, edit the [`Ring`], and publish
+//! a new topology carrying a copy of the new ring table.
+//!
+//! # Orderings
+//!
+//! * `publish` swaps the topology with `Release`; requests and the mover load
+//!   it with `Acquire`. The pair makes a topology's contents (its ring tables
+//!   and node list) visible to whoever sees the pointer.
+//! * Retired topologies go to the epoch collector (`defer_destroy`), so a
+//!   request that loaded one may keep using it until it unpins.
+//! * The grace period the mover waits for before a sweep (see
+//!   [`crate::rebalance`]) also rests on the epoch protocol: every request
+//!   holds its pin from loading the topology until its store operation is
+//!   done.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
+use parking_lot::Mutex;
+
+use crate::hash::key_hash;
+use crate::node::{MemStore, NodeStats, SetOutcome, Store, StoreError, Value};
+use crate::rebalance::{self, Progress, RebalanceStatus};
+use crate::ring::{NodeId, Ring, RingError, RingTable};
+
+/// Number of per-key lock stripes writers and the mover share during a
+/// migration. 1024 keeps two unrelated keys on one stripe rare (a writer
+/// holds one stripe for one store operation) while costing 1 KiB.
+const STRIPES: usize = 1024;
+
+/// How many rings may be in play before a membership change waits for the
+/// mover to catch up. Each ring in play costs a read that misses one more
+/// lookup, so the list is kept short; changes beyond it queue.
+const MAX_RINGS_IN_PLAY: usize = 8;
+
+/// How many times a read that missed everywhere retries when the topology
+/// changed under it (see [`Cluster::get`]). Membership changes are operator
+/// actions, so more than one retry is already rare.
+const READ_RETRIES: usize = 8;
+
+/// Settings of a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Memory cap of each embedded node, in bytes.
+    pub node_max_bytes: usize,
+    /// The largest vnode count of one node.
+    pub max_vnodes: u32,
+    /// How often the sweeper reclaims expired entries.
+    pub sweep_interval: Duration,
+}
+
+impl Default for ClusterConfig {
+    /// 256 MiB per node, 10 000 vnodes at most, a TTL sweep every second.
+    fn default() -> Self {
+        ClusterConfig {
+            node_max_bytes: 256 << 20,
+            max_vnodes: crate::ring::DEFAULT_MAX_VNODES,
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a cluster operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterError {
+    /// The ring refused the membership change.
+    Ring(RingError),
+    /// The node asked to leave is the last one; a cluster keeps at least one.
+    LastNode(NodeId),
+    /// The cluster has no node to serve the request.
+    NoNodes,
+    /// The owning node refused the write.
+    Store(StoreError),
+}
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterError::Ring(e) => e.fmt(f),
+            ClusterError::LastNode(id) => write!(
+                f,
+                "node {id} is the last node of the cluster and cannot be removed; add another node first"
+            ),
+            ClusterError::NoNodes => write!(f, "the cluster has no cache nodes; add one first"),
+            ClusterError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+impl From<RingError> for ClusterError {
+    fn from(e: RingError) -> Self {
+        ClusterError::Ring(e)
+    }
+}
+
+impl From<StoreError> for ClusterError {
+    fn from(e: StoreError) -> Self {
+        ClusterError::Store(e)
+    }
+}
+
+/// A request's result with the routing facts the server puts in headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served<T> {
+    /// The operation's result.
+    pub value: T,
+    /// The node that served the request (for a miss, the owner that was
+    /// asked): `X-CacheServer-Index`.
+    pub node: NodeId,
+    /// Nodes in the current ring: `X-CacheServer-Count`.
+    pub node_count: usize,
+}
+
+/// A node as listings show it.
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub id: NodeId,
+    /// The node's name.
+    pub name: Arc<str>,
+    /// Its vnode count in the current ring (its last count if draining).
+    pub vnodes: u32,
+    /// Its share of the hash space in the current ring (0 if draining).
+    pub share: f64,
+    /// True while it has left the ring but still holds keys to move.
+    pub draining: bool,
+    /// Its store's counters.
+    pub stats: NodeStats,
+}
+
+/// One cache node as the topology holds it.
+pub(crate) struct NodeSlot {
+    pub(crate) id: NodeId,
+    pub(crate) name: Arc<str>,
+    /// Its vnode count when it was last in the ring.
+    pub(crate) vnodes: u32,
+    pub(crate) store: Arc<dyn Store>,
+}
+
+/// What requests route by: one immutable, epoch-published value.
+pub(crate) struct Topology {
+    /// +1 per publish; lets a read notice that the topology changed.
+    pub(crate) generation: u64,
+    /// The current ring first, then older rings whose keys may still sit on
+    /// their old owners, newest first. More than one ring means a migration
+    /// is running.
+    pub(crate) rings: Vec<Arc<RingTable>>,
+    /// Every node that may hold keys: ring members and draining nodes,
+    /// sorted by id.
+    pub(crate) nodes: Vec<Arc<NodeSlot>>,
+}
+
+impl Topology {
+    #[inline]
+    pub(crate) fn current(&self) -> &RingTable {
+        &self.rings[0]
+    }
+
+    #[inline]
+    pub(crate) fn migrating(&self) -> bool {
+        self.rings.len() > 1
+    }
+
+    #[inline]
+    pub(crate) fn store(&self, id: NodeId) -> &dyn Store {
+        let slot = self
+            .nodes
+            .binary_search_by_key(&id, |n| n.id)
+            .expect("every ring member has a node slot");
+        &*self.nodes[slot].store
+    }
+
+    /// The owners of `hash` under the older rings in play, excluding
+    /// `owner` and duplicates, newest ring first.
+    pub(crate) fn previous_owners(&self, hash: u64, owner: NodeId) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for ring in &self.rings[1..] {
+            if let Some(o) = ring.lookup_hash(hash) {
+                if o != owner && !out.contains(&o) {
+                    out.push(o);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// State shared by the request path, membership changes and the
+/// background threads.
+pub(crate) struct Inner {
+    /// Membership edits go through the ring; requests read `topology`.
+    pub(crate) ring: Ring,
+    /// Never null.
+    topology: Atomic<Topology>,
+    /// Serializes membership changes and every topology publish.
+    pub(crate) membership: Mutex<()>,
+    /// Per-key locks: writers take one only while a migration runs; the
+    /// mover takes one per key it moves. Reads never take them.
+    stripes: Box<[Mutex<()>]>,
+    pub(crate) progress: Progress,
+    pub(crate) config: ClusterConfig,
+}
+
+impl Inner {
+    /// The current topology, valid while `guard` is pinned and `self` lives.
+    #[inline]
+    pub(crate) fn topology<'a>(&'a self, guard: &'a Guard) -> &'a Topology {
+        // Acquire pairs with the Release swap in `publish`.
+        let t = self.topology.load(Ordering::Acquire, guard);
+        // SAFETY: never null (set in `Cluster::new`, replaced only by
+        // `publish` with non-null values); a replaced topology is retired
+        // with `defer_destroy`, so it outlives every guard pinned when it
+        // was reachable; `Inner`'s `Drop` needs `&mut self`.
+        unsafe { t.deref() }
+    }
+
+    /// Publishes `rings` and `nodes` as the next topology. Call with
+    /// `membership` held.
+    pub(crate) fn publish(&self, rings: Vec<Arc<RingTable>>, nodes: Vec<Arc<NodeSlot>>) {
+        let guard = epoch::pin();
+        let generation = self.topology(&guard).generation + 1;
+        let next = Owned::new(Topology {
+            generation,
+            rings,
+            nodes,
+        });
+        // Release pairs with the Acquire load in `topology`.
+        let old = self.topology.swap(next, Ordering::Release, &guard);
+        // SAFETY: `old` is unlinked and publishes are serialized by
+        // `membership`, so it is retired exactly once; readers that loaded
+        // it are pinned and `defer_destroy` waits for them.
+        unsafe { guard.defer_destroy(old) };
+        guard.flush();
+    }
+
+    /// The stripe lock of a key hash.
+    #[inline]
+    pub(crate) fn stripe(&self, hash: u64) -> &Mutex<()> {
+        &self.stripes[(hash % STRIPES as u64) as usize]
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no request or thread can reach the topology.
+        unsafe {
+            let t = self.topology.load(Ordering::Relaxed, epoch::unprotected());
+            drop(t.into_owned());
+        }
+    }
+}
+
+/// A cache cluster: nodes placed on a consistent hash ring, with live
+/// membership changes and background relocation.
+///
+/// ```
+/// use ringcache::cluster::{Cluster, ClusterConfig};
+/// let cluster = Cluster::new(ClusterConfig::default());
+/// let a = cluster.add_node("cache-0", 160).unwrap();
+/// let put = cluster.set(b"k", b"v".to_vec(), None).unwrap();
+/// assert_eq!(put.node, a);
+/// let b = cluster.add_node("cache-1", 160).unwrap();
+/// cluster.wait_rebalanced(std::time::Duration::from_secs(10));
+/// let got = cluster.get(b"k").unwrap();
+/// assert_eq!(got.value.as_deref(), Some(b"v".as_slice()));
+/// assert_eq!(got.node_count, 2);
+/// # let _ = b;
+/// ```
+pub struct Cluster {
+    inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("ring", &self.inner.ring)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// An empty cluster; starts its mover and sweeper threads.
+    pub fn new(config: ClusterConfig) -> Cluster {
+        let ring = Ring::with_max_vnodes(config.max_vnodes);
+        let first = Arc::new(ring.pin().clone());
+        let inner = Arc::new(Inner {
+            ring,
+            topology: Atomic::new(Topology {
+                generation: 0,
+                rings: vec![first],
+                nodes: Vec::new(),
+            }),
+            membership: Mutex::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            progress: Progress::new(),
+            config,
+        });
+        let threads = rebalance::spawn_threads(&inner);
+        Cluster { inner, threads }
+    }
+
+    /// A cluster with nodes `prefix-0`..`prefix-{n-1}`, `vnodes` each.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::add_node`].
+    pub fn with_nodes(
+        config: ClusterConfig,
+        prefix: &str,
+        n: usize,
+        vnodes: u32,
+    ) -> Result<Cluster, ClusterError> {
+        let cluster = Cluster::new(config);
+        for i in 0..n {
+            cluster.add_node(&format!("{prefix}-{i}"), vnodes)?;
+        }
+        cluster.wait_rebalanced(Duration::from_secs(60));
+        Ok(cluster)
+    }
+
+    /// The ring the cluster routes by (for listings and lookups; edit it only
+    /// through the cluster, so keys follow).
+    pub fn ring(&self) -> &Ring {
+        &self.inner.ring
+    }
+
+    /// Routing facts for a request on `hash`: owner and node count.
+    #[inline]
+    fn route(topo: &Topology, hash: u64) -> Result<(NodeId, usize), ClusterError> {
+        let ring = topo.current();
+        let owner = ring.lookup_hash(hash).ok_or(ClusterError::NoNodes)?;
+        Ok((owner, ring.node_count()))
+    }
+
+    /// Reads `key`.
+    ///
+    /// Takes no lock and never waits. While a migration runs, a miss on the
+    /// owner falls back to the key's owners under the older rings in play,
+    /// then asks the owner once more (the mover copies to the new owner
+    /// before it removes from the old one, so a key moved between the two
+    /// reads is found by the second); if the topology changed during the
+    /// read, it starts over on the new one, at most a few times.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoNodes`] on an empty cluster.
+    pub fn get(&self, key: &[u8]) -> Result<Served<Option<Value>>, ClusterError> {
+        let hash = key_hash(key);
+        let guard = epoch::pin();
+        let mut topo = self.inner.topology(&guard);
+        let mut attempt = 0;
+        loop {
+            let (owner, node_count) = Self::route(topo, hash)?;
+            let served = |value, node| Served {
+                value,
+                node,
+                node_count,
+            };
+            let value = topo.store(owner).get(key);
+            if value.is_some() || !topo.migrating() {
+                return Ok(served(value, owner));
+            }
+            for old in topo.previous_owners(hash, owner) {
+                if let Some(v) = topo.store(old).export(key) {
+                    return Ok(served(Some(v.value), old));
+                }
+            }
+            if let Some(v) = topo.store(owner).export(key) {
+                return Ok(served(Some(v.value), owner));
+            }
+            let latest = self.inner.topology(&guard);
+            attempt += 1;
+            if latest.generation == topo.generation || attempt > READ_RETRIES {
+                return Ok(served(None, owner));
+            }
+            topo = latest;
+        }
+    }
+
+    /// Stores `value` under `key`, expiring after `ttl` if given. The result
+    /// says whether the key was new.
+    ///
+    /// **Locking behaviour:** no lock outside a migration; during one, the
+    /// key's stripe lock for the store operation (see [`crate::rebalance`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoNodes`], or [`ClusterError::Store`] if the entry is
+    /// larger than a node's whole memory cap.
+    pub fn set(
+        &self,
+        key: &[u8],
+        value: impl Into<Value>,
+        ttl: Option<Duration>,
+    ) -> Result<Served<SetOutcome>, ClusterError> {
+        let value = value.into();
+        let expires_at = ttl.map(|t| Instant::now() + t);
+        let hash = key_hash(key);
+        {
+            let guard = epoch::pin();
+            let topo = self.inner.topology(&guard);
+            if !topo.migrating() {
+                // Fast path: the pin is held until the write is done, which
+                // the mover's grace period relies on.
+                let (owner, node_count) = Self::route(topo, hash)?;
+                let outcome = topo.store(owner).set(key, value, expires_at)?;
+                return Ok(Served {
+                    value: outcome,
+                    node: owner,
+                    node_count,
+                });
+            }
+        }
+        let _stripe = self.inner.stripe(hash).lock();
+        let guard = epoch::pin();
+        let topo = self.inner.topology(&guard);
+        let (owner, node_count) = Self::route(topo, hash)?;
+        let mut outcome = topo.store(owner).set(key, value, expires_at)?;
+        // Older copies would otherwise be found by fallback reads (stale) or
+        // moved here by the mover (harmless: it never overwrites, but wasteful).
+        for old in topo.previous_owners(hash, owner) {
+            if topo.store(old).delete(key) {
+                outcome = SetOutcome::Replaced;
+            }
+        }
+        Ok(Served {
+            value: outcome,
+            node: owner,
+            node_count,
+        })
+    }
+
+    /// Deletes `key`; the result says whether it had a value.
+    ///
+    /// **Locking behaviour:** as [`Cluster::set`]. During a migration the
+    /// key is deleted from its owners under every ring in play, under its
+    /// stripe lock, so neither a fallback read nor the mover can bring the
+    /// value back.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoNodes`] on an empty cluster.
+    pub fn delete(&self, key: &[u8]) -> Result<Served<bool>, ClusterError> {
+        let hash = key_hash(key);
+        {
+            let guard = epoch::pin();
+            let topo = self.inner.topology(&guard);
+            if !topo.migrating() {
+                let (owner, node_count) = Self::route(topo, hash)?;
+                let existed = topo.store(owner).delete(key);
+                return Ok(Served {
+                    value: existed,
+                    node: owner,
+                    node_count,
+                });
+            }
+        }
+        let _stripe = self.inner.stripe(hash).lock();
+        let guard = epoch::pin();
+        let topo = self.inner.topology(&guard);
+        let (owner, node_count) = Self::route(topo, hash)?;
+        let mut existed = topo.store(owner).delete(key);
+        for old in topo.previous_owners(hash, owner) {
+            existed |= topo.store(old).delete(key);
+        }
+        Ok(Served {
+            value: existed,
+            node: owner,
+            node_count,
+        })
+    }
+
+    /// How many nodes are in the current ring (`X-CacheServer-Count`).
+    pub fn node_count(&self) -> usize {
+        let guard = epoch::pin();
+        self.inner.topology(&guard).current().node_count()
+    }
+
+    /// Adds a node with `vnodes` points. Returns at once; the keys it now
+    /// owns move in the background (see [`Cluster::rebalance_status`]).
+    ///
+    /// **Locking behaviour:** takes the membership mutex; may wait while
+    /// more than a few changes are already queued for the mover.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Ring`] as [`Ring::add_node`] refuses.
+    pub fn add_node(&self, name: &str, vnodes: u32) -> Result<NodeId, ClusterError> {
+        self.change(|ring| {
+            let id = ring.add_node(name, vnodes)?;
+            Ok((
+                id,
+                Some(NodeSlot {
+                    id,
+                    name: Arc::from(name),
+                    vnodes,
+                    store: Arc::new(MemStore::new(self.inner.config.node_max_bytes)),
+                }),
+            ))
+        })
+    }
+
+    /// Removes node `id` from the ring at once; it drains in the background
+    /// and is dropped once its keys have moved.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::LastNode`] for the last node, [`ClusterError::Ring`]
+    /// for an unknown one.
+    pub fn remove_node(&self, id: NodeId) -> Result<(), ClusterError> {
+        self.change(|ring| {
+            let snap = ring.pin();
+            if snap.node(id).is_some() && snap.node_count() == 1 {
+                return Err(ClusterError::LastNode(id));
+            }
+            drop(snap);
+            ring.remove_node(id)?;
+            Ok(((), None))
+        })
+    }
+
+    /// Sets node `id`'s vnode count; the ring uses it at once and keys
+    /// follow in the background.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Ring`] as [`Ring::set_vnodes`] refuses.
+    pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), ClusterError> {
+        self.change(|ring| {
+            ring.set_vnodes(id, vnodes)?;
+            Ok(((), None))
+        })
+    }
+
+    /// Applies one membership edit and publishes the topology for it.
+    fn change<T>(
+        &self,
+        edit: impl FnOnce(&Ring) -> Result<(T, Option<NodeSlot>), ClusterError>,
+    ) -> Result<T, ClusterError> {
+        let inner = &*self.inner;
+        let mut membership = inner.membership.lock();
+        // Queue behind the mover when too many rings are in play.
+        loop {
+            let in_play = inner.topology(&epoch::pin()).rings.len();
+            if in_play < MAX_RINGS_IN_PLAY {
+                break;
+            }
+            drop(membership);
+            inner.progress.wait_for_sweep(Duration::from_millis(100));
+            membership = inner.membership.lock();
+        }
+        let (result, added) = edit(&inner.ring)?;
+        let guard = epoch::pin();
+        let old = inner.topology(&guard);
+        let table = Arc::new(inner.ring.load(&guard).clone());
+        let mut rings = Vec::with_capacity(old.rings.len() + 1);
+        rings.push(table);
+        rings.extend(old.rings.iter().cloned());
+        let mut nodes = old.nodes.clone();
+        if let Some(slot) = added {
+            let at = nodes.partition_point(|n| n.id < slot.id);
+            nodes.insert(at, Arc::new(slot));
+        }
+        // Keep each slot's vnode count in step with the ring (for listings of
+        // draining nodes, which the ring no longer knows).
+        for slot in nodes.iter_mut() {
+            if let Some(info) = rings[0].node(slot.id) {
+                if info.vnodes != slot.vnodes {
+                    *slot = Arc::new(NodeSlot {
+                        id: slot.id,
+                        name: slot.name.clone(),
+                        vnodes: info.vnodes,
+                        store: slot.store.clone(),
+                    });
+                }
+            }
+        }
+        inner.publish(rings, nodes);
+        drop(guard);
+        inner.progress.request_sweep();
+        drop(membership);
+        Ok(result)
+    }
+
+    /// Where relocation stands.
+    pub fn rebalance_status(&self) -> RebalanceStatus {
+        self.inner.progress.status()
+    }
+
+    /// Blocks until no relocation is pending or `timeout` passes; true if
+    /// relocation is done. For tests, tools and graceful shutdown, never
+    /// for the request path.
+    pub fn wait_rebalanced(&self, timeout: Duration) -> bool {
+        self.inner.progress.wait_idle(timeout)
+    }
+
+    /// Every node that may hold keys: ring members, then draining nodes,
+    /// with their stats, sorted by id.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        let guard = epoch::pin();
+        let topo = self.inner.topology(&guard);
+        let shares = topo.current().shares();
+        topo.nodes
+            .iter()
+            .map(|slot| {
+                let member = shares.iter().find(|s| s.id == slot.id);
+                NodeStatus {
+                    id: slot.id,
+                    name: slot.name.clone(),
+                    vnodes: member.map_or(slot.vnodes, |s| s.vnodes),
+                    share: member.map_or(0.0, |s| s.share),
+                    draining: member.is_none(),
+                    stats: slot.store.stats(),
+                }
+            })
+            .collect()
+    }
+
+    /// Node `id`'s store, member or draining, for inspection (tests, tools).
+    pub fn store(&self, id: NodeId) -> Option<Arc<dyn Store>> {
+        let guard = epoch::pin();
+        let topo = self.inner.topology(&guard);
+        topo.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.store.clone())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.inner.progress.shut_down();
+        for t in self.threads.drain(..) {
+            // A panicked background thread has already reported itself.
+            let _ = t.join();
+        }
+    }
+}
