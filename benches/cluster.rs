@@ -1,0 +1,168 @@
+//! Cluster benchmarks: get/set throughput of a 3-node cluster beside a bare
+//! `DashMap` doing the same work (the ceiling), and relocation speed.
+//!
+//! Run: `cargo bench --bench cluster`. Figures go in the README with the
+//! machine they were measured on; the targets (design.md) are get/set
+//! within 1.5x of the bare map and at least 1M keys moved per second per
+//! core.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dashmap::DashMap;
+use ringcache::cluster::{Cluster, ClusterConfig};
+
+/// Keys preloaded for the get/set benchmarks.
+const KEYS: usize = 100_000;
+/// Operations each thread performs per measured iteration.
+const OPS_PER_THREAD: u64 = 20_000;
+
+fn keys() -> Vec<Vec<u8>> {
+    (0..KEYS)
+        .map(|i| format!("user:{i:08}").into_bytes())
+        .collect()
+}
+
+fn value() -> Vec<u8> {
+    vec![b'v'; 64]
+}
+
+/// The ceiling: the same keys and values in one bare `DashMap` with the
+/// same hasher as the nodes' maps, no ring, no stats, no TTL.
+fn bare_map(keys: &[Vec<u8>]) -> DashMap<Arc<[u8]>, Arc<[u8]>, ahash::RandomState> {
+    let map = DashMap::with_hasher(ahash::RandomState::new());
+    for k in keys {
+        map.insert(Arc::from(k.as_slice()), Arc::from(value().as_slice()));
+    }
+    map
+}
+
+fn cluster(keys: &[Vec<u8>]) -> Cluster {
+    let c = Cluster::with_nodes(ClusterConfig::default(), "cache", 3, 160).unwrap();
+    for k in keys {
+        c.set(k, value(), None).unwrap();
+    }
+    c
+}
+
+/// Runs `op` on `threads` threads, `OPS_PER_THREAD` each, `iters` times;
+/// returns the wall time of the slowest thread summed over iterations.
+fn run_threads(
+    threads: usize,
+    iters: u64,
+    keys: &[Vec<u8>],
+    op: impl Fn(&[u8]) + Sync,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let op = &op;
+                s.spawn(move || {
+                    // Each thread walks the keys with its own stride.
+                    let mut i = t * 7919;
+                    for _ in 0..OPS_PER_THREAD {
+                        i = (i + 104_729) % keys.len();
+                        op(&keys[i]);
+                    }
+                });
+            }
+        });
+        total += start.elapsed();
+    }
+    total
+}
+
+/// Get and set throughput, cluster vs bare map, 1 and 2 threads.
+fn get_set(c: &mut Criterion) {
+    let keys = keys();
+    let map = bare_map(&keys);
+    let cl = cluster(&keys);
+    let v: Arc<[u8]> = Arc::from(value().as_slice());
+    for threads in [1usize, 2] {
+        let mut g = c.benchmark_group(format!("get_{threads}t"));
+        g.throughput(Throughput::Elements(OPS_PER_THREAD * threads as u64));
+        g.measurement_time(Duration::from_secs(3));
+        g.bench_function("ringcache", |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &keys, |k| {
+                    black_box(cl.get(k).unwrap());
+                })
+            })
+        });
+        g.bench_function("bare_dashmap", |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &keys, |k| {
+                    black_box(map.get(k).map(|e| e.value().clone()));
+                })
+            })
+        });
+        g.finish();
+        let mut g = c.benchmark_group(format!("set_{threads}t"));
+        g.throughput(Throughput::Elements(OPS_PER_THREAD * threads as u64));
+        g.measurement_time(Duration::from_secs(3));
+        g.bench_function("ringcache", |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &keys, |k| {
+                    black_box(cl.set(k, v.clone(), None).unwrap());
+                })
+            })
+        });
+        g.bench_function("bare_dashmap", |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &keys, |k| {
+                    black_box(map.insert(Arc::from(k), v.clone()));
+                })
+            })
+        });
+        g.finish();
+    }
+}
+
+/// Relocation speed: add a 4th node to a 3-node cluster holding 1M keys and
+/// time until the mover reports done. Throughput is keys moved per second
+/// (about a quarter of the keys move); the sweep also scans all 1M keys.
+fn relocation(c: &mut Criterion) {
+    const TOTAL: usize = 1_000_000;
+    let keys: Vec<Vec<u8>> = (0..TOTAL)
+        .map(|i| format!("user:{i:08}").into_bytes())
+        .collect();
+    let mut g = c.benchmark_group("relocation");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    // Keys that move when cache-3 joins, computed once for the throughput.
+    let moved = {
+        let ring = ringcache::Ring::new();
+        for i in 0..3 {
+            ring.add_node(&format!("cache-{i}"), 160).unwrap();
+        }
+        let before: Vec<_> = keys.iter().map(|k| ring.lookup(k)).collect();
+        ring.add_node("cache-3", 160).unwrap();
+        keys.iter()
+            .zip(before)
+            .filter(|(k, b)| ring.lookup(k) != *b)
+            .count()
+    };
+    g.throughput(Throughput::Elements(moved as u64));
+    g.bench_with_input(BenchmarkId::new("add_node", "1M keys"), &keys, |b, keys| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let cl = cluster(keys);
+                let start = Instant::now();
+                cl.add_node("cache-3", 160).unwrap();
+                assert!(cl.wait_rebalanced(Duration::from_secs(120)));
+                total += start.elapsed();
+                assert_eq!(cl.rebalance_status().keys_moved as usize, moved);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, get_set, relocation);
+criterion_main!(benches);
