@@ -168,15 +168,34 @@ impl Ring {
     ///
     /// Use this to pin once and read several epoch-protected structures
     /// (the ring and something of the caller's) under one guard.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `guard` was not pinned by crossbeam-epoch's default
+    /// collector (`crossbeam_epoch::pin()`): the ring retires its tables
+    /// there, so a guard of another collector (or an unprotected one) would
+    /// not keep the table alive.
     #[inline]
     pub fn load<'a>(&'a self, guard: &'a Guard) -> &'a RingTable {
+        assert!(
+            guard.collector() == Some(epoch::default_collector()),
+            "Ring::load needs a guard from crossbeam_epoch::pin()"
+        );
+        self.table(guard)
+    }
+
+    /// `load` without the collector check, for this module's own guards,
+    /// which all come from `epoch::pin()`.
+    #[inline]
+    fn table<'a>(&'a self, guard: &'a Guard) -> &'a RingTable {
         // Acquire pairs with the Release swap in `publish`.
         let shared = self.current.load(Ordering::Acquire, guard);
         // SAFETY: `current` is never null (set in the constructor, only ever
         // replaced by `publish` with a non-null pointer). The table it points
         // to was published before this load and is retired only through
-        // `guard.defer_destroy` after being unlinked, so it stays allocated
-        // while `guard` is pinned; the returned lifetime is bounded by the
+        // `defer_destroy` on the default collector after being unlinked, so
+        // it stays allocated while `guard` (from `epoch::pin()` here, or
+        // checked by `load` to come from that collector) is pinned; the returned lifetime is bounded by the
         // guard's and by `self`'s (whose `Drop` frees the last table).
         unsafe { shared.deref() }
     }
@@ -197,7 +216,7 @@ impl Ring {
     /// ```
     pub fn pin(&self) -> Pinned<'_> {
         let guard = epoch::pin();
-        let table: *const RingTable = self.load(&guard);
+        let table: *const RingTable = self.table(&guard);
         Pinned {
             guard,
             table,
@@ -211,26 +230,26 @@ impl Ring {
     #[inline]
     pub fn lookup(&self, key: &[u8]) -> Option<NodeId> {
         let guard = epoch::pin();
-        self.load(&guard).lookup(key)
+        self.table(&guard).lookup(key)
     }
 
     /// The first `n` distinct nodes clockwise from `key` (a replica set):
     /// `min(n, node count)` ids, the first being `lookup(key)`.
     pub fn lookup_n(&self, key: &[u8], n: usize) -> Vec<NodeId> {
         let guard = epoch::pin();
-        self.load(&guard).lookup_n(key, n)
+        self.table(&guard).lookup_n(key, n)
     }
 
     /// The version of the current snapshot (0 for a new ring, +1 per edit).
     pub fn version(&self) -> u64 {
         let guard = epoch::pin();
-        self.load(&guard).version()
+        self.table(&guard).version()
     }
 
     /// How many nodes are members now.
     pub fn node_count(&self) -> usize {
         let guard = epoch::pin();
-        self.load(&guard).node_count()
+        self.table(&guard).node_count()
     }
 
     /// The members with their names, vnode counts and shares of the hash
@@ -258,7 +277,7 @@ impl Ring {
         self.check_vnodes(vnodes)?;
         let mut writer = self.writer.lock();
         let guard = epoch::pin();
-        let cur = self.load(&guard);
+        let cur = self.table(&guard);
         if cur.node_by_name(name).is_some() {
             return Err(RingError::DuplicateName(name.to_owned()));
         }
@@ -288,7 +307,7 @@ impl Ring {
     pub fn remove_node(&self, id: NodeId) -> Result<(), RingError> {
         let _writer = self.writer.lock();
         let guard = epoch::pin();
-        let cur = self.load(&guard);
+        let cur = self.table(&guard);
         if cur.node(id).is_none() {
             return Err(RingError::UnknownNode(id));
         }
@@ -309,7 +328,7 @@ impl Ring {
     pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
         let _writer = self.writer.lock();
         let guard = epoch::pin();
-        let cur = self.load(&guard);
+        let cur = self.table(&guard);
         let old = cur.node(id).ok_or(RingError::UnknownNode(id))?.vnodes;
         self.check_vnodes(vnodes)?;
         check_points(cur.point_count() - old as usize + vnodes as usize)?;
