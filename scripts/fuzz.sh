@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Runs the `ring_ops` fuzz target (fuzz/fuzz_targets/ring_ops.rs): random
+# membership edits and lookups applied to the lock-free Ring and to the naive
+# ReferenceRing, which must agree on every answer.
+#
+# Exits non-zero if libFuzzer finds a crash or a disagreement; the input that
+# triggered it is then in fuzz/artifacts/ring_ops/ (git-ignored), and
+#   RING_OPS_TRACE=1 fuzz/target/x86_64-unknown-linux-gnu/release/ring_ops FILE
+# prints the op sequence it decodes to.
+#
+# Environment:
+#   FUZZ_SECONDS  how long to fuzz, in seconds (default 60)
+#   FUZZ_TIMEOUT  seconds one input may take before it counts as a hang
+#                 (default 20; a normal input takes well under a second)
+#   FUZZ_CORPUS   the working corpus (default fuzz/target/corpus/ring_ops,
+#                 git-ignored, kept between runs so coverage accumulates)
+#
+# libFuzzer writes new inputs into the FIRST corpus directory it is given, so
+# the working corpus goes first and the committed seeds
+# (fuzz/corpus/ring_ops/seed-*) second: they are read, never written.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+target=ring_ops
+seconds="${FUZZ_SECONDS:-60}"
+timeout="${FUZZ_TIMEOUT:-20}"
+seeds="fuzz/corpus/$target"
+corpus="${FUZZ_CORPUS:-fuzz/target/corpus/$target}"
+install_log=/tmp/fuzzinstall.log
+
+# True while a `cargo install cargo-fuzz` is running on this machine (ours
+# from an earlier run, or one started in the background by someone else).
+install_running() {
+    pgrep -f 'cargo install cargo-fuzz' >/dev/null 2>&1 ||
+        pgrep -f 'cargo-install cargo-fuzz' >/dev/null 2>&1
+}
+
+ensure_cargo_fuzz() {
+    if cargo fuzz --version >/dev/null 2>&1; then
+        return
+    fi
+    # Wait for an install already in progress rather than racing it with a
+    # second one (up to 20 minutes; a cold build takes a few).
+    local waited=0
+    while install_running && ((waited < 1200)); do
+        if ((waited % 60 == 0)); then
+            echo "fuzz.sh: waiting for a running cargo-fuzz install ($install_log)..."
+        fi
+        sleep 5
+        waited=$((waited + 5))
+    done
+    if cargo fuzz --version >/dev/null 2>&1; then
+        return
+    fi
+    echo "fuzz.sh: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+}
+
+ensure_cargo_fuzz
+
+# cargo-fuzz needs nightly-only flags (-Zsanitizer=address and friends). Use
+# the nightly toolchain when there is one; otherwise let the stable compiler
+# accept them through RUSTC_BOOTSTRAP (no other toolchain can be fetched on
+# some machines).
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+    cargo=(cargo +nightly)
+else
+    echo "fuzz.sh: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1"
+    export RUSTC_BOOTSTRAP=1
+    cargo=(cargo)
+fi
+
+mkdir -p "$corpus"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
+echo "fuzz.sh: ${cargo[*]} fuzz run --debug-assertions $target $corpus $seeds" \
+    "-- -max_total_time=$seconds -timeout=$timeout -print_final_stats=1"
+status=0
+"${cargo[@]}" fuzz run --debug-assertions "$target" "$corpus" "$seeds" -- \
+    -max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 \
+    2>&1 | tee "$log" || status=$?
+
+# The last status line libFuzzer printed: execs, coverage, corpus size.
+last="$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)"
+execs="$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)"
+echo "fuzz.sh: last status: ${last:-none}"
+echo "fuzz.sh: executed ${execs:-?} inputs (time budget ${seconds}s)"
+
+if ((status != 0)); then
+    echo "fuzz.sh: FAILED: the fuzzer found a crash or disagreement (exit $status);" \
+        "see the report above and fuzz/artifacts/$target/" >&2
+    exit "$status"
+fi
+echo "fuzz.sh: no crash found"
