@@ -71,6 +71,13 @@ else
     cargo=(cargo)
 fi
 
+# fuzz/ is a workspace of its own with an uncommitted Cargo.lock. Start it
+# from the crate's lock file, so the ring is fuzzed against the same
+# dependency versions the crate builds with; cargo adds libfuzzer-sys.
+if [[ ! -f fuzz/Cargo.lock && -f Cargo.lock ]]; then
+    cp Cargo.lock fuzz/Cargo.lock
+fi
+
 mkdir -p "$corpus"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
