@@ -511,6 +511,7 @@ impl Cluster {
     pub fn add_node(&self, name: &str, vnodes: u32) -> Result<NodeId, ClusterError> {
         self.change(|ring| {
             let id = ring.add_node(name, vnodes)?;
+            log::info!("node {id} ({name:?}) joins with {vnodes} vnodes");
             Ok((
                 id,
                 Some(NodeSlot {
@@ -538,6 +539,7 @@ impl Cluster {
             }
             drop(snap);
             ring.remove_node(id)?;
+            log::info!("node {id} leaves the ring; its keys drain in the background");
             Ok(((), None))
         })
     }
@@ -551,6 +553,7 @@ impl Cluster {
     pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), ClusterError> {
         self.change(|ring| {
             ring.set_vnodes(id, vnodes)?;
+            log::info!("node {id} now has {vnodes} vnodes");
             Ok(((), None))
         })
     }

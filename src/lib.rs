@@ -19,6 +19,12 @@
 //! * [`rebalance`]: the background mover that relocates keys after a change
 //!   (its module docs state the protocol and its invariants), the TTL
 //!   sweeper, and relocation progress. Never on a request's path.
+//! * [`api`]: the HTTP API's meaning without HTTP: routes, typed commands,
+//!   replies. Calls only the cluster's public API.
+//! * [`http`]: the may_minihttp server: framing, limits, headers, the admin
+//!   token; translates requests to [`api`] commands. Holds no cache logic.
+//! * [`telemetry`]: Prometheus metrics (request counters and latency on the
+//!   request path, cluster gauges at scrape time).
 //!
 //! # Example
 //!
@@ -37,11 +43,14 @@
 //! ```
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+pub mod api;
 pub mod cluster;
 pub mod hash;
+pub mod http;
 pub mod node;
 pub mod rebalance;
 pub mod ring;
+pub mod telemetry;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterError};
 pub use ring::{NodeId, Ring, RingError};

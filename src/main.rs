@@ -1,56 +1,166 @@
-//! The `ringcache` binary.
-//!
-//! Until the HTTP server lands (design.md, "Command line"), it prints its
-//! version and what it is, and exits; it exists so the crate's binary target
-//! builds and the README's run command works.
+//! The `ringcache` binary: parses the command line, builds the cluster,
+//! serves it over HTTP until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-const HELP: &str = "\
-ringcache: a cache cluster behind one HTTP endpoint, placed by a lock-free
-consistent hash ring with virtual nodes.
+use clap::error::ErrorKind;
+use clap::Parser;
+use ringcache::api::Limits;
+use ringcache::cluster::{Cluster, ClusterConfig};
+use ringcache::http::{Server, ServerConfig};
 
-Usage: ringcache [--help | --version]
+/// A cache cluster behind one HTTP endpoint: keys are placed on embedded
+/// cache nodes by a lock-free consistent hash ring with virtual nodes, and
+/// nodes can be added, removed and re-weighted while it serves.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Address to listen on (host:port). Keep it on loopback unless a proxy
+    /// or firewall guards it: the cache API has no authentication.
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    listen: String,
 
-The HTTP server is not built yet; today the crate is the ring library
-(see README.md). This binary prints a placement demo and exits.
-";
+    /// Cache nodes to start with, named cache-0, cache-1, ...
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
+    nodes: u32,
+
+    /// Virtual nodes per starting node (1..=10000); more gives an evener
+    /// spread (about 1/sqrt(V) relative deviation) at a larger ring.
+    #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "V")]
+    vnodes: u32,
+
+    /// Require `Authorization: Bearer <T>` on the routes that change
+    /// membership (POST /nodes, PUT and DELETE /nodes/{index}).
+    #[arg(
+        long,
+        value_name = "T",
+        env = "RINGCACHE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+
+    /// Memory cap of each cache node, in bytes (keys + values + 96 bytes of
+    /// overhead per entry); at the cap, writes evict approximately least
+    /// recently used entries.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    node_max_bytes: usize,
+
+    /// Longest key accepted, in bytes after percent-decoding.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=65_536), value_name = "BYTES")]
+    max_key_bytes: u64,
+
+    /// Largest value accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    max_value_bytes: usize,
+
+    /// Coroutine worker threads (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    workers: usize,
+
+    /// Do not record request metrics (to measure what recording costs).
+    #[arg(long)]
+    no_request_metrics: bool,
+}
+
+/// Default log filter: ringcache at info; may's per-connection lines and
+/// may_minihttp's report of every closed or malformed connection are noise
+/// at that level (override with RUST_LOG).
+const LOG_FILTER: &str = "info,may=warn,may_minihttp=off";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None => {}
-        Some("--help" | "-h") => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
         }
-        Some("--version" | "-V") => {
-            println!("ringcache {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => {
-            eprintln!("ringcache: unknown argument {other:?}; try --help");
+        Err(e) => {
+            // One line saying what is wrong; --help has the rest.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("ringcache: {}", first.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
-    }
-    println!("ringcache {}", env!("CARGO_PKG_VERSION"));
-    let ring = ringcache::Ring::new();
-    for i in 0..3 {
-        ring.add_node(&format!("cache-{i}"), 160)
-            .expect("three distinct names with 160 vnodes are valid");
-    }
-    for share in ring.nodes() {
-        println!(
-            "node {} {:<8} vnodes {:>4}  share {:>5.1}%",
-            share.id,
-            share.name,
-            share.vnodes,
-            share.share * 100.0
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(LOG_FILTER))
+        .format_timestamp_millis()
+        .init();
+    if cli
+        .max_value_bytes
+        .saturating_add(cli.max_key_bytes as usize + 96)
+        > cli.node_max_bytes
+    {
+        eprintln!(
+            "ringcache: --max-value-bytes ({}) must fit in --node-max-bytes ({}) with its key and overhead",
+            cli.max_value_bytes, cli.node_max_bytes
         );
+        return ExitCode::from(2);
     }
-    for key in ["user:1", "user:2", "session:abc"] {
-        let owner = ring.lookup(key.as_bytes()).expect("ring has nodes");
-        println!("{key:<12} -> node {owner}");
+    let cluster_config = ClusterConfig {
+        node_max_bytes: cli.node_max_bytes,
+        ..ClusterConfig::default()
+    };
+    let cluster = match Cluster::with_nodes(cluster_config, "cache", cli.nodes as usize, cli.vnodes)
+    {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("ringcache: cannot build the cluster: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = ServerConfig {
+        limits: Limits {
+            max_key_bytes: cli.max_key_bytes as usize,
+            max_value_bytes: cli.max_value_bytes,
+            default_vnodes: cli.vnodes,
+            ..Limits::default()
+        },
+        admin_token: cli.admin_token.clone(),
+        workers: cli.workers,
+        metrics: !cli.no_request_metrics,
+        ..ServerConfig::default()
+    };
+    let server = match Server::start(&cli.listen, cluster.clone(), config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringcache: cannot listen on {}: {e}", cli.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!(
+        "ringcache {} listening on http://{} with {} nodes x {} vnodes{}",
+        env!("CARGO_PKG_VERSION"),
+        cli.listen,
+        cli.nodes,
+        cli.vnodes,
+        if cli.admin_token.is_some() {
+            " (admin token required)"
+        } else {
+            ""
+        }
+    );
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringcache: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::spawn(move || server.wait());
+    if let Some(signal) = signals.forever().next() {
+        log::info!("signal {signal} received; shutting down");
+    }
+    // In-memory data has nothing to flush; let a running relocation finish
+    // briefly so the log says where it stood, then exit.
+    if !cluster.wait_rebalanced(Duration::from_millis(500)) {
+        log::info!(
+            "exiting with relocation still running: {:?}",
+            cluster.rebalance_status()
+        );
     }
     ExitCode::SUCCESS
 }

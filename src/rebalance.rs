@@ -392,6 +392,14 @@ fn finish_sweep(inner: &Inner, start_version: u64, covered: u64) {
     inner
         .progress
         .sweep_done(covered, settled.then_some(start_version));
+    if settled {
+        let s = inner.progress.status();
+        log::info!(
+            "relocation settled at ring version {start_version}: {} keys scanned, {} moved",
+            s.keys_scanned,
+            s.keys_moved
+        );
+    }
 }
 
 /// The TTL sweeper thread: reclaims expired entries every interval.

@@ -1,0 +1,727 @@
+//! The HTTP API's meaning, without HTTP: routes, typed commands, and the
+//! replies the cluster's answers become.
+//!
+//! This module owns the translation table of design.md's "HTTP API":
+//! `(method, path, query)` → [`Route`]; a route plus its body → [`Command`];
+//! a command run against the [`Cluster`] → [`Reply`] (status, routing
+//! headers, body). It never touches sockets, header parsing or the server
+//! library (that is [`crate::http`]), and never reaches past the cluster's
+//! API into stores or the ring's internals.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Cluster, ClusterError, NodeStatus};
+use crate::node::SetOutcome;
+use crate::rebalance::RebalanceStatus;
+use crate::ring::{NodeId, RingError};
+
+/// Limits on what a request may carry.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest key, in bytes after percent-decoding (memcached's 250).
+    pub max_key_bytes: usize,
+    /// Largest value body, in bytes (memcached's default item size, 1 MiB).
+    pub max_value_bytes: usize,
+    /// Largest admin (JSON) body, in bytes.
+    pub max_admin_body_bytes: usize,
+    /// Longest TTL accepted, in seconds (30 days, memcached's relative-TTL
+    /// ceiling; past it a client almost certainly sent a timestamp).
+    pub max_ttl_secs: u64,
+    /// vnodes a node added without a count gets.
+    pub default_vnodes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 250,
+            max_value_bytes: 1 << 20,
+            max_admin_body_bytes: 64 << 10,
+            max_ttl_secs: 30 * 24 * 3600,
+            default_vnodes: 160,
+        }
+    }
+}
+
+/// What a request asks for, from its method and path alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /keys/{key}`
+    GetKey(Vec<u8>),
+    /// `PUT /keys/{key}[?ttl=SECONDS]`
+    PutKey(Vec<u8>, Option<Duration>),
+    /// `DELETE /keys/{key}`
+    DeleteKey(Vec<u8>),
+    /// `GET /nodes`
+    ListNodes,
+    /// `POST /nodes`
+    AddNode,
+    /// `PUT /nodes/{index}`
+    SetVnodes(NodeId),
+    /// `DELETE /nodes/{index}`
+    RemoveNode(NodeId),
+    /// `GET /ring`
+    Ring,
+    /// `GET /rebalance`
+    Rebalance,
+    /// `GET /metrics`
+    Metrics,
+    /// `GET /health`
+    Health,
+}
+
+impl Route {
+    /// True for routes that change membership (guarded by the admin token).
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Route::AddNode | Route::SetVnodes(_) | Route::RemoveNode(_)
+        )
+    }
+
+    /// The body limit of the route, or `None` if it takes no body.
+    pub fn body_limit(&self, limits: &Limits) -> Option<usize> {
+        match self {
+            Route::PutKey(..) => Some(limits.max_value_bytes),
+            Route::AddNode | Route::SetVnodes(_) => Some(limits.max_admin_body_bytes),
+            _ => None,
+        }
+    }
+
+    /// The key of a `/keys/` route.
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            Route::GetKey(k) | Route::PutKey(k, _) | Route::DeleteKey(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// A short, fixed label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::GetKey(_) => "get_key",
+            Route::PutKey(..) => "put_key",
+            Route::DeleteKey(_) => "delete_key",
+            Route::ListNodes => "list_nodes",
+            Route::AddNode => "add_node",
+            Route::SetVnodes(_) => "set_vnodes",
+            Route::RemoveNode(_) => "remove_node",
+            Route::Ring => "ring",
+            Route::Rebalance => "rebalance",
+            Route::Metrics => "metrics",
+            Route::Health => "health",
+        }
+    }
+}
+
+/// A request refused before it reached the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// A message a person can act on.
+    pub message: String,
+    /// For `/keys/` requests: the raw key segment, so the reply can still
+    /// name the node it maps to.
+    pub raw_key: Option<Vec<u8>>,
+}
+
+impl ApiError {
+    fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            raw_key: None,
+        }
+    }
+
+    fn for_key(mut self, raw: &str) -> ApiError {
+        self.raw_key = Some(raw.as_bytes().to_vec());
+        self
+    }
+}
+
+/// Decodes `%XX` escapes; any byte value is allowed once decoded. `+` is a
+/// literal plus (this is a path, not a form).
+pub fn percent_decode(s: &str) -> Result<Vec<u8>, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(|| {
+                format!(
+                    "invalid percent-encoding at byte {i}: '%' must be followed by two hex digits"
+                )
+            })?;
+            let digit = |b: u8| (b as char).to_digit(16);
+            match (digit(hex[0]), digit(hex[1])) {
+                (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                _ => return Err(format!(
+                    "invalid percent-encoding at byte {i}: '%' must be followed by two hex digits"
+                )),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn parse_ttl(query: &str, limits: &Limits) -> Result<Option<Duration>, ApiError> {
+    let mut ttl = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "ttl" {
+            return Err(ApiError::new(
+                400,
+                format!("unknown query parameter {name:?}; the only one is ttl=SECONDS"),
+            ));
+        }
+        let secs: u64 = value
+            .parse()
+            .ok()
+            .filter(|s| (1..=limits.max_ttl_secs).contains(s))
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    format!(
+                        "ttl must be a whole number of seconds from 1 to {}, got {value:?}",
+                        limits.max_ttl_secs
+                    ),
+                )
+            })?;
+        ttl = Some(Duration::from_secs(secs));
+    }
+    Ok(ttl)
+}
+
+fn parse_index(segment: &str) -> Result<NodeId, ApiError> {
+    segment.parse().map(NodeId).map_err(|_| {
+        ApiError::new(
+            400,
+            format!("node index must be a number, got {segment:?}; GET /nodes lists them"),
+        )
+    })
+}
+
+fn method_not_allowed(method: &str, allowed: &str) -> ApiError {
+    ApiError::new(
+        405,
+        format!("method {method} is not allowed here; use {allowed}"),
+    )
+}
+
+/// Maps a request line to a route.
+///
+/// # Errors
+///
+/// 404 for an unknown path, 405 for a known path with the wrong method, 400
+/// for a bad key, index or query.
+pub fn route(method: &str, target: &str, limits: &Limits) -> Result<Route, ApiError> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if let Some(raw) = path.strip_prefix("/keys/") {
+        let key = percent_decode(raw).map_err(|m| ApiError::new(400, m).for_key(raw))?;
+        if key.is_empty() || key.len() > limits.max_key_bytes {
+            return Err(ApiError::new(
+                400,
+                format!(
+                    "a key must be 1 to {} bytes once percent-decoded, got {}",
+                    limits.max_key_bytes,
+                    key.len()
+                ),
+            )
+            .for_key(raw));
+        }
+        return match method {
+            "GET" | "DELETE" if !query.is_empty() => Err(ApiError::new(
+                400,
+                "query parameters are only accepted on PUT (ttl=SECONDS)",
+            )
+            .for_key(raw)),
+            "GET" => Ok(Route::GetKey(key)),
+            "DELETE" => Ok(Route::DeleteKey(key)),
+            "PUT" => {
+                let ttl = parse_ttl(query, limits).map_err(|e| e.for_key(raw))?;
+                Ok(Route::PutKey(key, ttl))
+            }
+            _ => Err(method_not_allowed(method, "GET, PUT or DELETE").for_key(raw)),
+        };
+    }
+    if path == "/keys" || path == "/keys/" {
+        return Err(ApiError::new(400, "the key is missing: use /keys/{key}"));
+    }
+    if !query.is_empty() {
+        return Err(ApiError::new(
+            400,
+            format!("{path} takes no query parameters"),
+        ));
+    }
+    let only = |want: &str, route: Route| {
+        if method == want {
+            Ok(route)
+        } else {
+            Err(method_not_allowed(method, want))
+        }
+    };
+    match path {
+        "/nodes" => match method {
+            "GET" => Ok(Route::ListNodes),
+            "POST" => Ok(Route::AddNode),
+            _ => Err(method_not_allowed(method, "GET or POST")),
+        },
+        "/ring" => only("GET", Route::Ring),
+        "/rebalance" => only("GET", Route::Rebalance),
+        "/metrics" => only("GET", Route::Metrics),
+        "/health" => only("GET", Route::Health),
+        _ => match path.strip_prefix("/nodes/") {
+            Some(segment) => match method {
+                "PUT" => Ok(Route::SetVnodes(parse_index(segment)?)),
+                "DELETE" => Ok(Route::RemoveNode(parse_index(segment)?)),
+                _ => Err(method_not_allowed(method, "PUT or DELETE")),
+            },
+            None => Err(ApiError::new(
+                404,
+                format!(
+                    "no route {path}; see /keys/{{key}}, /nodes, /ring, /rebalance, /metrics, /health"
+                ),
+            )),
+        },
+    }
+}
+
+/// Body of `POST /nodes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNodeBody {
+    name: String,
+    vnodes: Option<u32>,
+}
+
+/// Body of `PUT /nodes/{index}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetVnodesBody {
+    vnodes: u32,
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(400, format!("the body must be JSON like {shape}: {e}")))
+}
+
+/// A fully parsed request, ready to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Read a key.
+    Get(Vec<u8>),
+    /// Write a key.
+    Put(Vec<u8>, Vec<u8>, Option<Duration>),
+    /// Delete a key.
+    Delete(Vec<u8>),
+    /// List the nodes.
+    ListNodes,
+    /// Add a node.
+    AddNode {
+        /// Its name.
+        name: String,
+        /// Its vnode count.
+        vnodes: u32,
+    },
+    /// Change a node's vnode count.
+    SetVnodes(NodeId, u32),
+    /// Remove a node.
+    RemoveNode(NodeId),
+    /// Describe the ring.
+    Ring,
+    /// Describe relocation.
+    Rebalance,
+    /// Prometheus metrics.
+    Metrics,
+    /// Liveness.
+    Health,
+}
+
+/// Builds the command for `route` with its (already size-checked) body.
+///
+/// # Errors
+///
+/// 400 for a malformed JSON body.
+pub fn command(route: Route, body: Vec<u8>, limits: &Limits) -> Result<Command, ApiError> {
+    Ok(match route {
+        Route::GetKey(k) => Command::Get(k),
+        Route::PutKey(k, ttl) => Command::Put(k, body, ttl),
+        Route::DeleteKey(k) => Command::Delete(k),
+        Route::ListNodes => Command::ListNodes,
+        Route::AddNode => {
+            let b: AddNodeBody = parse_json(&body, r#"{"name": "cache-3", "vnodes": 160}"#)?;
+            Command::AddNode {
+                name: b.name,
+                vnodes: b.vnodes.unwrap_or(limits.default_vnodes),
+            }
+        }
+        Route::SetVnodes(id) => {
+            let b: SetVnodesBody = parse_json(&body, r#"{"vnodes": 320}"#)?;
+            Command::SetVnodes(id, b.vnodes)
+        }
+        Route::RemoveNode(id) => Command::RemoveNode(id),
+        Route::Ring => Command::Ring,
+        Route::Rebalance => Command::Rebalance,
+        Route::Metrics => Command::Metrics,
+        Route::Health => Command::Health,
+    })
+}
+
+/// The body of a reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A cached value, sent as `application/octet-stream`.
+    Value(crate::node::Value),
+    /// JSON text.
+    Json(String),
+    /// Plain text (`/health`, `/metrics`).
+    Text(String),
+}
+
+/// What to answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// For `/keys/` replies: the serving node and the node count.
+    pub routing: Option<(NodeId, usize)>,
+    /// The body.
+    pub body: Body,
+}
+
+impl Reply {
+    fn json(status: u16, value: &impl Serialize) -> Reply {
+        Reply {
+            status,
+            routing: None,
+            body: Body::Json(serde_json::to_string(value).expect("API types serialize")),
+        }
+    }
+
+    /// A JSON `{"error": message}` reply.
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply::json(status, &ErrorBody { error: message })
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+/// A node in `GET /nodes` and `POST /nodes` replies.
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    index: u32,
+    name: &'a str,
+    vnodes: u32,
+    state: &'static str,
+    keys: usize,
+    bytes: usize,
+    max_bytes: usize,
+    ownership: f64,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    expirations: u64,
+}
+
+impl<'a> From<&'a NodeStatus> for NodeJson<'a> {
+    fn from(n: &'a NodeStatus) -> Self {
+        NodeJson {
+            index: n.id.0,
+            name: &n.name,
+            vnodes: n.vnodes,
+            state: if n.draining { "draining" } else { "serving" },
+            keys: n.stats.keys,
+            bytes: n.stats.bytes,
+            max_bytes: n.stats.max_bytes,
+            ownership: n.share,
+            hits: n.stats.hits,
+            misses: n.stats.misses,
+            evictions: n.stats.evictions,
+            expirations: n.stats.expirations,
+        }
+    }
+}
+
+fn rfc3339(t: Option<SystemTime>) -> Option<String> {
+    t.map(|t| humantime::format_rfc3339_millis(t).to_string())
+}
+
+#[derive(Serialize)]
+struct RebalanceJson {
+    active: bool,
+    keys_scanned: u64,
+    keys_moved: u64,
+    keys_dropped: u64,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    runs: u64,
+    total_moved: u64,
+    settled_version: u64,
+}
+
+impl From<RebalanceStatus> for RebalanceJson {
+    fn from(s: RebalanceStatus) -> Self {
+        RebalanceJson {
+            active: s.active,
+            keys_scanned: s.keys_scanned,
+            keys_moved: s.keys_moved,
+            keys_dropped: s.keys_dropped,
+            started_at: rfc3339(s.started_at),
+            finished_at: rfc3339(s.finished_at),
+            runs: s.runs,
+            total_moved: s.total_moved,
+            settled_version: s.settled_version,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RingNodeJson<'a> {
+    index: u32,
+    name: &'a str,
+    vnodes: u32,
+    ownership: f64,
+}
+
+#[derive(Serialize)]
+struct BalanceJson {
+    /// Mean share (1 / nodes).
+    mean: f64,
+    /// Population standard deviation of the shares.
+    stddev: f64,
+    /// stddev / mean: about 1/sqrt(vnodes) for equal counts.
+    stddev_over_mean: f64,
+    /// Smallest and largest share relative to the mean.
+    min_over_mean: f64,
+    max_over_mean: f64,
+}
+
+#[derive(Serialize)]
+struct RingJson<'a> {
+    version: u64,
+    points: usize,
+    nodes: Vec<RingNodeJson<'a>>,
+    balance: Option<BalanceJson>,
+}
+
+fn cluster_error(e: &ClusterError) -> Reply {
+    let status = match e {
+        ClusterError::Ring(RingError::UnknownNode(_)) => 404,
+        ClusterError::Ring(RingError::DuplicateName(_)) => 409,
+        ClusterError::LastNode(_) => 409,
+        ClusterError::Ring(_) => 400,
+        ClusterError::NoNodes => 503,
+        ClusterError::Store(_) => 413,
+    };
+    Reply::error(status, &e.to_string())
+}
+
+/// Runs `cmd` against `cluster`. `metrics` renders the Prometheus text.
+pub fn execute(cluster: &Cluster, cmd: Command, metrics: impl FnOnce() -> String) -> Reply {
+    let keyed = |status, served: (NodeId, usize), body| Reply {
+        status,
+        routing: Some(served),
+        body,
+    };
+    match cmd {
+        Command::Get(key) => match cluster.get(&key) {
+            Ok(s) => match s.value {
+                Some(v) => keyed(200, (s.node, s.node_count), Body::Value(v)),
+                None => Reply {
+                    routing: Some((s.node, s.node_count)),
+                    ..Reply::error(404, "no such key")
+                },
+            },
+            Err(e) => cluster_error(&e),
+        },
+        Command::Put(key, value, ttl) => match cluster.set(&key, value, ttl) {
+            Ok(s) => {
+                let status = if s.value == SetOutcome::Created {
+                    201
+                } else {
+                    200
+                };
+                keyed(status, (s.node, s.node_count), Body::Empty)
+            }
+            Err(e) => cluster_error(&e),
+        },
+        Command::Delete(key) => match cluster.delete(&key) {
+            Ok(s) if s.value => keyed(204, (s.node, s.node_count), Body::Empty),
+            Ok(s) => Reply {
+                routing: Some((s.node, s.node_count)),
+                ..Reply::error(404, "no such key")
+            },
+            Err(e) => cluster_error(&e),
+        },
+        Command::ListNodes => {
+            let nodes = cluster.nodes();
+            let json: Vec<NodeJson> = nodes.iter().map(NodeJson::from).collect();
+            Reply::json(200, &json)
+        }
+        Command::AddNode { name, vnodes } => match cluster.add_node(&name, vnodes) {
+            Ok(id) => match cluster.nodes().iter().find(|n| n.id == id) {
+                Some(n) => Reply::json(201, &NodeJson::from(n)),
+                None => Reply::error(409, "the node was removed again before it could be listed"),
+            },
+            Err(e) => cluster_error(&e),
+        },
+        Command::SetVnodes(id, vnodes) => match cluster.set_vnodes(id, vnodes) {
+            Ok(()) => Reply::json(202, &RebalanceJson::from(cluster.rebalance_status())),
+            Err(e) => cluster_error(&e),
+        },
+        Command::RemoveNode(id) => match cluster.remove_node(id) {
+            Ok(()) => Reply::json(202, &RebalanceJson::from(cluster.rebalance_status())),
+            Err(e) => cluster_error(&e),
+        },
+        Command::Ring => {
+            let snap = cluster.ring().pin();
+            let shares = snap.shares();
+            let nodes: Vec<RingNodeJson> = shares
+                .iter()
+                .map(|s| RingNodeJson {
+                    index: s.id.0,
+                    name: &s.name,
+                    vnodes: s.vnodes,
+                    ownership: s.share,
+                })
+                .collect();
+            let balance = (!shares.is_empty()).then(|| {
+                let n = shares.len() as f64;
+                let mean = 1.0 / n;
+                let var = shares.iter().map(|s| (s.share - mean).powi(2)).sum::<f64>() / n;
+                let fold =
+                    |f: fn(f64, f64) -> f64, init| shares.iter().map(|s| s.share).fold(init, f);
+                BalanceJson {
+                    mean,
+                    stddev: var.sqrt(),
+                    stddev_over_mean: var.sqrt() / mean,
+                    min_over_mean: fold(f64::min, f64::INFINITY) / mean,
+                    max_over_mean: fold(f64::max, 0.0) / mean,
+                }
+            });
+            let reply = Reply::json(
+                200,
+                &RingJson {
+                    version: snap.version(),
+                    points: snap.point_count(),
+                    nodes,
+                    balance,
+                },
+            );
+            drop(snap);
+            reply
+        }
+        Command::Rebalance => Reply::json(200, &RebalanceJson::from(cluster.rebalance_status())),
+        Command::Metrics => Reply {
+            status: 200,
+            routing: None,
+            body: Body::Text(metrics()),
+        },
+        Command::Health => Reply {
+            status: 200,
+            routing: None,
+            body: Body::Text("ok\n".into()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(method: &str, target: &str) -> Result<Route, ApiError> {
+        route(method, target, &Limits::default())
+    }
+
+    #[test]
+    fn keys_are_percent_decoded_to_any_bytes() {
+        assert_eq!(
+            r("GET", "/keys/a%2Fb%20c%00%FF"),
+            Ok(Route::GetKey(b"a/b c\0\xff".to_vec()))
+        );
+        assert_eq!(r("GET", "/keys/a+b"), Ok(Route::GetKey(b"a+b".to_vec())));
+        assert_eq!(r("GET", "/keys/x%zz").unwrap_err().status, 400);
+        assert_eq!(r("GET", "/keys/x%4").unwrap_err().status, 400);
+        assert_eq!(r("GET", "/keys/").unwrap_err().status, 400);
+        let long = format!("/keys/{}", "k".repeat(251));
+        let err = r("GET", &long).unwrap_err();
+        assert_eq!((err.status, err.raw_key.map(|k| k.len())), (400, Some(251)));
+        assert!(r("GET", &format!("/keys/{}", "%41".repeat(250))).is_ok());
+    }
+
+    #[test]
+    fn ttl_is_validated() {
+        assert_eq!(
+            r("PUT", "/keys/k?ttl=60"),
+            Ok(Route::PutKey(b"k".to_vec(), Some(Duration::from_secs(60))))
+        );
+        for bad in [
+            "ttl=0",
+            "ttl=-1",
+            "ttl=abc",
+            "ttl=",
+            "ttl=99999999999",
+            "foo=1",
+        ] {
+            assert_eq!(
+                r("PUT", &format!("/keys/k?{bad}")).unwrap_err().status,
+                400,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn methods_and_paths() {
+        assert_eq!(r("PATCH", "/keys/k").unwrap_err().status, 405);
+        assert_eq!(r("GET", "/nope").unwrap_err().status, 404);
+        assert_eq!(r("POST", "/ring").unwrap_err().status, 405);
+        assert_eq!(r("PUT", "/nodes/7"), Ok(Route::SetVnodes(NodeId(7))));
+        assert_eq!(r("DELETE", "/nodes/x").unwrap_err().status, 400);
+        assert_eq!(r("DELETE", "/nodes/-1").unwrap_err().status, 400);
+        assert!(Route::AddNode.is_admin() && !Route::Ring.is_admin());
+    }
+
+    #[test]
+    fn admin_bodies_are_typed() {
+        let l = Limits::default();
+        assert_eq!(
+            command(Route::AddNode, br#"{"name":"n"}"#.to_vec(), &l),
+            Ok(Command::AddNode {
+                name: "n".into(),
+                vnodes: 160
+            })
+        );
+        for bad in [
+            &br#"{"name":1}"#[..],
+            b"{",
+            br#"{"vnodes":-1}"#,
+            br#"{"vnodes":"2"}"#,
+            br#"{"vnodes":5000000000}"#,
+        ] {
+            let err = command(Route::SetVnodes(NodeId(0)), bad.to_vec(), &l).unwrap_err();
+            assert_eq!(err.status, 400);
+            assert!(err.message.contains("JSON like"), "{}", err.message);
+        }
+        assert_eq!(
+            command(Route::AddNode, br#"{"name":"n","extra":1}"#.to_vec(), &l)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+}

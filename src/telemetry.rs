@@ -1,0 +1,220 @@
+//! Prometheus metrics: request counters and latency recorded on the request
+//! path, cluster gauges read at scrape time.
+//!
+//! This module owns the metric names and how they are recorded. It uses the
+//! `metrics` facade with `metrics-exporter-prometheus`'s recorder (no HTTP
+//! listener of its own: `GET /metrics` renders it), held locally rather
+//! than installed globally, so several servers in one process each keep
+//! their own.
+//!
+//! Recording stays off locks on the request path: every (route, status)
+//! counter and per-route histogram handle is registered once and cached, and
+//! recording through a handle is an atomic add (counters) or a lock-free
+//! bucket push (histograms). Cluster-wide figures (keys, bytes, hits per
+//! node, ring version, relocation) are copied into gauges only when
+//! `/metrics` is scraped.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::api::Route;
+use crate::cluster::Cluster;
+
+/// Routes in the order of [`route_index`].
+const ROUTES: [&str; 11] = [
+    "get_key",
+    "put_key",
+    "delete_key",
+    "list_nodes",
+    "add_node",
+    "set_vnodes",
+    "remove_node",
+    "ring",
+    "rebalance",
+    "metrics",
+    "health",
+];
+
+/// Label for requests refused before a route was known (bad path, method).
+const UNROUTED: usize = ROUTES.len();
+
+/// Statuses the server answers with; anything else counts as "other".
+const STATUSES: [u16; 14] = [
+    200, 201, 202, 204, 400, 401, 404, 405, 409, 411, 413, 500, 503, 0,
+];
+
+/// Latency histogram buckets, in seconds: 25 µs to 1 s, roughly x2.5 per
+/// step, which brackets an in-memory hit (tens of µs over loopback) and a
+/// slow admin call.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+/// The index of a route in the metric tables.
+pub fn route_index(route: Option<&Route>) -> usize {
+    route.map_or(UNROUTED, |r| {
+        ROUTES
+            .iter()
+            .position(|&l| l == r.label())
+            .expect("every route label is listed")
+    })
+}
+
+fn status_index(status: u16) -> usize {
+    STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(STATUSES.len() - 1)
+}
+
+/// The server's metrics.
+pub struct Telemetry {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// `requests[route][status]`, registered on first use.
+    requests: Vec<Vec<OnceLock<Counter>>>,
+    /// Latency per route.
+    latency: Vec<Histogram>,
+    /// False to measure the server without recording (see the load test).
+    enabled: bool,
+}
+
+const METADATA: Metadata<'static> = Metadata::new("ringcache", Level::INFO, Some("ringcache"));
+
+impl Telemetry {
+    /// A recorder with the request metrics registered. With `enabled`
+    /// false, requests are not recorded (scrapes still show cluster gauges).
+    pub fn new(enabled: bool) -> Telemetry {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let route_label = |i: usize| ROUTES.get(i).copied().unwrap_or("unrouted");
+        let latency = (0..=ROUTES.len())
+            .map(|i| {
+                let key = Key::from_parts(
+                    "ringcache_http_request_duration_seconds",
+                    vec![Label::new("route", route_label(i))],
+                );
+                recorder.register_histogram(&key, &METADATA)
+            })
+            .collect();
+        let requests = (0..=ROUTES.len())
+            .map(|_| (0..STATUSES.len()).map(|_| OnceLock::new()).collect())
+            .collect();
+        Telemetry {
+            recorder,
+            handle,
+            requests,
+            latency,
+            enabled,
+        }
+    }
+
+    /// Records one answered request. Lock-free once the (route, status)
+    /// counter exists.
+    #[inline]
+    pub fn record(&self, route: usize, status: u16, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let s = status_index(status);
+        self.requests[route][s]
+            .get_or_init(|| {
+                let status = match STATUSES[s] {
+                    0 => "other".to_string(),
+                    code => code.to_string(),
+                };
+                let route = ROUTES.get(route).copied().unwrap_or("unrouted");
+                let key = Key::from_parts(
+                    "ringcache_http_requests_total",
+                    vec![Label::new("route", route), Label::new("status", status)],
+                );
+                self.recorder.register_counter(&key, &METADATA)
+            })
+            .increment(1);
+        self.latency[route].record(elapsed.as_secs_f64());
+    }
+
+    fn gauge(&self, name: &'static str, labels: Vec<Label>, value: f64) {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+            .set(value);
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>, value: u64) {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+            .absolute(value);
+    }
+
+    /// Copies the cluster's figures into the recorder and renders the
+    /// Prometheus text exposition.
+    pub fn render(&self, cluster: &Cluster) -> String {
+        for n in cluster.nodes() {
+            let labels = || {
+                vec![
+                    Label::new("node", n.id.to_string()),
+                    Label::new("name", n.name.to_string()),
+                ]
+            };
+            self.gauge("ringcache_node_keys", labels(), n.stats.keys as f64);
+            self.gauge("ringcache_node_bytes", labels(), n.stats.bytes as f64);
+            self.gauge(
+                "ringcache_node_max_bytes",
+                labels(),
+                n.stats.max_bytes as f64,
+            );
+            self.gauge("ringcache_node_vnodes", labels(), f64::from(n.vnodes));
+            self.gauge("ringcache_node_ownership", labels(), n.share);
+            self.gauge(
+                "ringcache_node_draining",
+                labels(),
+                f64::from(u8::from(n.draining)),
+            );
+            self.counter("ringcache_node_hits_total", labels(), n.stats.hits);
+            self.counter("ringcache_node_misses_total", labels(), n.stats.misses);
+            self.counter(
+                "ringcache_node_evictions_total",
+                labels(),
+                n.stats.evictions,
+            );
+            self.counter(
+                "ringcache_node_expirations_total",
+                labels(),
+                n.stats.expirations,
+            );
+        }
+        let ring = cluster.ring();
+        self.gauge("ringcache_ring_version", vec![], ring.version() as f64);
+        self.gauge("ringcache_ring_nodes", vec![], ring.node_count() as f64);
+        let r = cluster.rebalance_status();
+        self.gauge(
+            "ringcache_rebalance_active",
+            vec![],
+            f64::from(u8::from(r.active)),
+        );
+        self.gauge(
+            "ringcache_rebalance_keys_scanned",
+            vec![],
+            r.keys_scanned as f64,
+        );
+        self.gauge(
+            "ringcache_rebalance_keys_moved",
+            vec![],
+            r.keys_moved as f64,
+        );
+        self.counter("ringcache_rebalance_runs_total", vec![], r.runs);
+        self.counter(
+            "ringcache_rebalance_moved_keys_total",
+            vec![],
+            r.total_moved,
+        );
+        self.counter("ringcache_membership_changes_total", vec![], ring.version());
+        self.handle.render()
+    }
+}
