@@ -3,10 +3,12 @@
 #
 #   unit, integration, property, stress and doc tests   (cargo test)
 #   every benchmark run once as a smoke test             (cargo test --benches)
+#   wrk churn smoke: reads during membership changes     (scripts/load.sh --smoke)
 #   the ring_ops fuzz target for FUZZ_SECONDS (60)       (scripts/fuzz.sh)
 #
 # Exits non-zero on the first failure. Needs the nightly toolchain for the
-# fuzz stage; scripts/fuzz.sh installs cargo-fuzz when it is missing.
+# fuzz stage; scripts/fuzz.sh installs cargo-fuzz and scripts/load.sh wrk
+# when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,9 @@ cargo test --locked
 
 echo "== benchmarks, once each (smoke)"
 cargo test --locked --benches
+
+echo "== wrk churn smoke (every GET must answer 200 while nodes change)"
+scripts/load.sh --smoke
 
 echo "== fuzz ring_ops for ${FUZZ_SECONDS:-60}s"
 scripts/fuzz.sh

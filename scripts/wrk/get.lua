@@ -1,0 +1,5 @@
+-- GET a random preloaded key (key-0 .. key-(KEYS-1)). wrk itself counts
+-- non-2xx answers ("Non-2xx or 3xx responses"), which scripts/load.sh reads.
+local keys = tonumber(os.getenv("KEYS") or "10000")
+function init(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16)) end
+function request() return wrk.format("GET", "/keys/key-" .. math.random(0, keys - 1)) end
