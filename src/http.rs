@@ -23,6 +23,9 @@
 //!   mid-body), the reply says `Connection: close` and the connection is
 //!   *poisoned*: every later request on it is refused with 400 and touches
 //!   nothing, so leftover bytes can never act as a request.
+//! * **It writes whatever body the handler sets, HEAD included**, and always
+//!   a `Content-Length`. A HEAD request (405 on every route) gets the status
+//!   and headers only, so a keep-alive client stays in step.
 //! * **16 headers at most**, request and response. A request with more is a
 //!   parse error and its connection is dropped by the library.
 //! * **Coroutine stacks are small** (32 KiB by default). The server sets
@@ -190,6 +193,29 @@ fn framing(req: &Request, limit: usize) -> Framing {
     Framing::Length(n)
 }
 
+/// The key a `/keys/` request names (its raw segment when it does not
+/// decode), so any reply to it can name the node the key maps to.
+fn request_key(routed: &Result<Route, ApiError>) -> Option<Vec<u8>> {
+    match routed {
+        Ok(r) => r.key().map(<[u8]>::to_vec),
+        Err(e) => e.raw_key.clone(),
+    }
+}
+
+/// Adds the routing headers for `key` (the key's owner under the current
+/// ring, and the node count) to a reply the cluster did not route itself:
+/// design.md asks for them on every `/keys/` response, errors included.
+fn with_routing(cluster: &Cluster, mut reply: Reply, key: Option<&[u8]>) -> Reply {
+    if reply.routing.is_none() {
+        if let Some(k) = key {
+            if let Some(owner) = cluster.ring().lookup(k) {
+                reply.routing = Some((owner, cluster.node_count()));
+            }
+        }
+    }
+    reply
+}
+
 fn authorized(req: &Request, token: &str) -> bool {
     let want = format!("Bearer {token}");
     req.headers()
@@ -213,24 +239,13 @@ impl Connection {
         let limits = &shared.config.limits;
         let routed = api::route(req.method(), req.path(), limits);
         let route = routed.as_ref().ok().cloned();
-        let key_for_headers = match &routed {
-            Ok(r) => r.key().map(<[u8]>::to_vec),
-            Err(e) => e.raw_key.clone(),
-        };
+        let key_for_headers = request_key(&routed);
         let limit = route
             .as_ref()
             .and_then(|r| r.body_limit(limits))
             .unwrap_or(limits.max_admin_body_bytes);
-        let with_routing = |mut reply: Reply| {
-            if reply.routing.is_none() {
-                if let Some(k) = &key_for_headers {
-                    if let Some(owner) = shared.cluster.ring().lookup(k) {
-                        reply.routing = Some((owner, shared.cluster.node_count()));
-                    }
-                }
-            }
-            reply
-        };
+        let with_routing =
+            |reply: Reply| with_routing(&shared.cluster, reply, key_for_headers.as_deref());
         let needs_length = route
             .as_ref()
             .is_some_and(|r| r.body_limit(limits).is_some());
@@ -307,13 +322,21 @@ impl Connection {
 impl may_minihttp::HttpService for Connection {
     fn call(&mut self, req: Request, rsp: &mut Response) -> io::Result<()> {
         let started = Instant::now();
+        // A response to HEAD must not carry content (RFC 9110, 9.3.2): a
+        // client would read it as the start of the next response.
+        let head = req.method() == "HEAD";
         let (route, reply) = if self.poisoned {
+            // Refused without reading anything; a `/keys/` request still
+            // gets its routing headers.
+            let shared = &*self.shared;
+            let routed = api::route(req.method(), req.path(), &shared.config.limits);
+            let reply = Reply::error(
+                400,
+                "an earlier request on this connection could not be read; open a new connection",
+            );
             (
                 None,
-                Reply::error(
-                    400,
-                    "an earlier request on this connection could not be read; open a new connection",
-                ),
+                with_routing(&shared.cluster, reply, request_key(&routed).as_deref()),
             )
         } else {
             self.handle(req)
@@ -327,6 +350,7 @@ impl may_minihttp::HttpService for Connection {
             rsp.header("Connection: close");
         }
         match reply.body {
+            _ if head => {}
             Body::Empty => {}
             Body::Value(v) => {
                 rsp.header("Content-Type: application/octet-stream");
