@@ -159,9 +159,11 @@ pub fn percent_decode(s: &str) -> Result<Vec<u8>, String> {
             let digit = |b: u8| (b as char).to_digit(16);
             match (digit(hex[0]), digit(hex[1])) {
                 (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "invalid percent-encoding at byte {i}: '%' must be followed by two hex digits"
-                )),
+                ))
+                }
             }
             i += 3;
         } else {

@@ -903,18 +903,6 @@ fn cli_help_mentions_every_flag() {
     }
 }
 
-/// design.md's "Command line" promises `--config FILE`; `--help` must
-/// document it.
-#[test]
-fn cli_help_mentions_config_flag() {
-    let (code, stdout, _) = run_cli(&["--help"]);
-    assert_eq!(code, Some(0));
-    assert!(
-        stdout.contains("--config"),
-        "design.md's `--config FILE` is missing:\n{stdout}"
-    );
-}
-
 /// A bad flag or value exits non-zero with exactly one line on stderr that
 /// names the problem.
 #[test]
