@@ -418,39 +418,16 @@ impl Cluster {
     ) -> Result<Served<SetOutcome>, ClusterError> {
         let value = value.into();
         let expires_at = ttl.map(|t| Instant::now() + t);
-        let hash = key_hash(key);
-        {
-            let guard = epoch::pin();
-            let topo = self.inner.topology(&guard);
-            if !topo.migrating() {
-                // Fast path: the pin is held until the write is done, which
-                // the mover's grace period relies on.
-                let (owner, node_count) = Self::route(topo, hash)?;
-                let outcome = topo.store(owner).set(key, value, expires_at)?;
-                return Ok(Served {
-                    value: outcome,
-                    node: owner,
-                    node_count,
-                });
-            }
-        }
-        let _stripe = self.inner.stripe(hash).lock();
-        let guard = epoch::pin();
-        let topo = self.inner.topology(&guard);
-        let (owner, node_count) = Self::route(topo, hash)?;
-        let mut outcome = topo.store(owner).set(key, value, expires_at)?;
-        // Older copies would otherwise be found by fallback reads (stale) or
-        // moved here by the mover (harmless: it never overwrites, but wasteful).
-        for old in topo.previous_owners(hash, owner) {
-            if topo.store(old).delete(key) {
-                outcome = SetOutcome::Replaced;
-            }
-        }
-        Ok(Served {
-            value: outcome,
-            node: owner,
-            node_count,
-        })
+        self.write(
+            key_hash(key),
+            |owner| Ok(owner.set(key, value, expires_at)?),
+            // A live older copy means the key existed: this set replaced it.
+            |old, outcome| {
+                if old.delete(key) {
+                    *outcome = SetOutcome::Replaced;
+                }
+            },
+        )
     }
 
     /// Deletes `key`; the result says whether it had a value.
@@ -464,15 +441,33 @@ impl Cluster {
     ///
     /// [`ClusterError::NoNodes`] on an empty cluster.
     pub fn delete(&self, key: &[u8]) -> Result<Served<bool>, ClusterError> {
-        let hash = key_hash(key);
+        self.write(
+            key_hash(key),
+            |owner| Ok(owner.delete(key)),
+            |old, existed| *existed |= old.delete(key),
+        )
+    }
+
+    /// Runs a write (`op` on the key's owner) by the protocol of
+    /// [`crate::rebalance`]: lock-free outside a migration, holding the pin
+    /// until the write is done (the mover's grace period relies on it);
+    /// during one, under the key's stripe lock with the topology loaded under
+    /// it, then `cleanup` on each owner under the older rings in play, so no
+    /// older copy can be read or moved back afterwards.
+    fn write<T>(
+        &self,
+        hash: u64,
+        op: impl FnOnce(&dyn Store) -> Result<T, ClusterError>,
+        mut cleanup: impl FnMut(&dyn Store, &mut T),
+    ) -> Result<Served<T>, ClusterError> {
         {
             let guard = epoch::pin();
             let topo = self.inner.topology(&guard);
             if !topo.migrating() {
                 let (owner, node_count) = Self::route(topo, hash)?;
-                let existed = topo.store(owner).delete(key);
+                let value = op(topo.store(owner))?;
                 return Ok(Served {
-                    value: existed,
+                    value,
                     node: owner,
                     node_count,
                 });
@@ -482,12 +477,12 @@ impl Cluster {
         let guard = epoch::pin();
         let topo = self.inner.topology(&guard);
         let (owner, node_count) = Self::route(topo, hash)?;
-        let mut existed = topo.store(owner).delete(key);
+        let mut value = op(topo.store(owner))?;
         for old in topo.previous_owners(hash, owner) {
-            existed |= topo.store(old).delete(key);
+            cleanup(topo.store(old), &mut value);
         }
         Ok(Served {
-            value: existed,
+            value,
             node: owner,
             node_count,
         })
