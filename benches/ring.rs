@@ -1,1 +1,831 @@
-fn main() {}
+//! Ring benchmarks: ringcache's lock-free ring side by side with the
+//! `hashring` crate (a sorted `Vec` searched by bisection, SipHash) and jump
+//! consistent hash (no vnodes, no table: the arithmetic lower reference).
+//!
+//! What each group measures, and the design.md target it checks:
+//!
+//! * `lookup`: single-thread time per lookup of a short string key, at
+//!   10/100/1000 nodes x 100/160/1000 vnodes. Target: ringcache at least 4x
+//!   faster than `hashring` at 100 x 160 (about 15 ns, epoch pin included).
+//! * `batch`: lookups through one pinned snapshot, reported per key
+//!   (target: faster still than single lookups).
+//! * `mutation`: the cost of one membership edit on a 100 x 160 ring.
+//! * `contention`: one reader's lookups/s with and without one writer
+//!   changing membership non-stop (target: ringcache keeps >= 90%), for
+//!   ringcache and for `parking_lot::RwLock<hashring::HashRing>`; plus a
+//!   writer paced at 1000 changes/s and one churning a separate ring, to
+//!   show where a loss comes from.
+//! * `scaling`: total lookups/s of 1 and 2 reader threads, no writer.
+//!
+//! Run with `cargo bench --bench ring`; a whole run takes about 2.5 minutes
+//! (plus the build) on a 2-core machine. Results and the machine they came
+//! from are in `docs/bench-ring.md`.
+//!
+//! Ring builds, key generation and thread spawns are kept outside every
+//! measured region. Keys are pre-generated and cycled through in a fixed
+//! order, so all three implementations hash the same bytes.
+//!
+//! Besides criterion's figures the run prints, on Linux, how much of each
+//! benchmark its thread spent waiting for a CPU (other processes running:
+//! the figure is disturbed), and for the thread benchmarks a split of the
+//! reader's time into on-CPU, waiting for a CPU and blocked.
+
+use std::cell::{Cell, OnceCell};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, Bencher, BenchmarkGroup, BenchmarkId, Criterion,
+    Throughput,
+};
+use hashring::HashRing;
+use jumphash::JumpHasher;
+use parking_lot::RwLock;
+use ringcache::{NodeId, Ring};
+
+/// How many distinct keys a benchmark cycles through: 4096, enough that the
+/// branch predictor cannot learn the answers, few enough (about 150 KiB of
+/// `String`s) that the keys themselves stay cached. At 100 x 160 the ring
+/// lines these keys touch also stay in L2: single-thread figures are
+/// warm-cache figures.
+const KEY_COUNT: usize = 4096;
+
+/// `KEY_COUNT - 1`, to wrap a cycling index with one AND.
+const KEY_MASK: usize = KEY_COUNT - 1;
+
+/// Node counts of the `lookup` grid.
+const NODE_COUNTS: [u32; 3] = [10, 100, 1000];
+
+/// Vnode counts of the `lookup` grid: 100, 160 (ketama's and nginx's
+/// points per server, and our CLI default) and 1000.
+const VNODE_COUNTS: [u32; 3] = [100, 160, 1000];
+
+/// The ring size of the batch, mutation and contention groups: design.md's
+/// reference configuration, 100 nodes x 160 vnodes (16 000 points).
+const REF_NODES: u32 = 100;
+/// See [`REF_NODES`].
+const REF_VNODES: u32 = 160;
+
+/// Lookups per pin in the `batch` group; 4096 = one pass over the keys.
+const BATCH_LARGE: usize = KEY_COUNT;
+/// A small batch, to show how quickly one pin amortizes.
+const BATCH_SMALL: usize = 16;
+
+/// The `hashring` ring the benchmarks compare against: one entry per vnode,
+/// `(node, vnode index)`, hashed by the crate's default hasher (SipHash).
+type RefRing = HashRing<(u32, u32)>;
+
+/// Pre-generates `KEY_COUNT` keys shaped like `user:12345`, pseudo-random
+/// but the same on every run (a fixed LCG), so runs are comparable.
+fn make_keys() -> Vec<String> {
+    let mut state: u64 = 0x853c_49e6_748f_ea9b;
+    (0..KEY_COUNT)
+        .map(|_| {
+            // Knuth's MMIX LCG; the high bits are the well-mixed ones.
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            format!("user:{}", (state >> 33) % 10_000_000)
+        })
+        .collect()
+}
+
+/// The name of node `n` in every ringcache ring built here.
+fn node_name(n: u32) -> String {
+    format!("cache-{n}")
+}
+
+/// Builds a ringcache `Ring` of `nodes` nodes with `vnodes` points each
+/// (setup only, never measured).
+fn build_ring(nodes: u32, vnodes: u32) -> Ring {
+    let ring = Ring::new();
+    for n in 0..nodes {
+        ring.add_node(&node_name(n), vnodes).expect("valid node");
+    }
+    ring
+}
+
+/// The vnode entries of node `node` for a `hashring` ring.
+fn ref_vnodes(node: u32, vnodes: u32) -> Vec<(u32, u32)> {
+    (0..vnodes).map(|i| (node, i)).collect()
+}
+
+/// Builds the equivalent `hashring` ring (setup only). Uses one
+/// `batch_add` (one sort) instead of per-entry `add` (a full sort per
+/// entry), which would make the 1000 x 1000 ring take minutes to build.
+fn build_ref_ring(nodes: u32, vnodes: u32) -> RefRing {
+    let mut ring = RefRing::new();
+    ring.batch_add((0..nodes).flat_map(|n| ref_vnodes(n, vnodes)).collect());
+    ring
+}
+
+/// Removes node `node`'s `vnodes` entries from a `hashring` ring, as a
+/// membership change would.
+fn ref_remove_node(ring: &mut RefRing, node: u32, vnodes: u32) {
+    for i in 0..vnodes {
+        ring.remove(&(node, i));
+    }
+}
+
+/// `group.bench_function(id, f)`, then prints the share of that run (warm
+/// up, samples and analysis) the benchmark thread spent runnable but
+/// waiting for a CPU, i.e. while other processes had both cores. A figure
+/// from a run that waited much is disturbed; rerun it.
+fn bench_noted<F>(group: &mut BenchmarkGroup<'_, WallTime>, id: BenchmarkId, mut f: F)
+where
+    F: FnMut(&mut Bencher<'_, WallTime>),
+{
+    let before = ThreadClock::now();
+    // Criterion calls `f` only when the benchmark passes the run's filter.
+    let ran = Cell::new(false);
+    group.bench_function(id, |b| {
+        ran.set(true);
+        f(b)
+    });
+    if !ran.get() {
+        return;
+    }
+    if let (Some((_, wait0)), Some((_, wait1))) = (before.sched, sched_clocks()) {
+        let share = (wait1 - wait0).as_secs_f64() / before.wall.elapsed().as_secs_f64();
+        println!(
+            "    (waited for a CPU {:.0}% of this benchmark)",
+            share * 100.0
+        );
+    }
+}
+
+/// Times `iters` calls of `lookup`, cycling through `keys`. The key index
+/// is a local (kept in a register); `black_box` on each key and each
+/// answer stops the compiler from hoisting or dropping lookups.
+fn time_lookups<T>(keys: &[String], iters: u64, mut lookup: impl FnMut(&String) -> T) -> Duration {
+    let start = Instant::now();
+    let mut i = 0;
+    for _ in 0..iters {
+        black_box(lookup(black_box(&keys[i])));
+        i = (i + 1) & KEY_MASK;
+    }
+    start.elapsed()
+}
+
+/// Single-thread time per lookup, one key per iteration, at every grid
+/// size, ringcache vs hashring side by side; jump hash once per node count
+/// (it has no vnodes, so its cost does not depend on them). Why: the
+/// 100 x 160 ringcache/hashring ratio is design.md's 4x target, and the
+/// grid shows how each scales as the ring outgrows the caches.
+fn bench_lookup(c: &mut Criterion) {
+    let keys = make_keys();
+    let jump = JumpHasher::new_with_keys(0, 0);
+    let mut group = c.benchmark_group("lookup");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    for &nodes in &NODE_COUNTS {
+        for &vnodes in &VNODE_COUNTS {
+            let size = format!("{nodes}x{vnodes}");
+            // The 1000 x 1000 rings (1M points) take a few seconds to
+            // build and are cache-miss bound; fewer samples suffice.
+            group.sample_size(if nodes * vnodes >= 1_000_000 { 30 } else { 60 });
+
+            // Rings are built on a benchmark's first call (criterion calls
+            // the closure once per sample), so a filtered run builds only
+            // the rings it measures, and dropped when the next size starts.
+            let ring = OnceCell::new();
+            bench_noted(&mut group, BenchmarkId::new("ringcache", &size), |b| {
+                let ring = ring.get_or_init(|| build_ring(nodes, vnodes));
+                b.iter_custom(|iters| time_lookups(&keys, iters, |key| ring.lookup(key.as_bytes())))
+            });
+            drop(ring);
+
+            let reference = OnceCell::new();
+            bench_noted(&mut group, BenchmarkId::new("hashring", &size), |b| {
+                let reference = reference.get_or_init(|| build_ref_ring(nodes, vnodes));
+                b.iter_custom(|iters| time_lookups(&keys, iters, |key| reference.get(key).copied()))
+            });
+            drop(reference);
+
+            if vnodes == 160 {
+                bench_noted(&mut group, BenchmarkId::new("jumphash", nodes), |b| {
+                    b.iter_custom(|iters| time_lookups(&keys, iters, |key| jump.slot(key, nodes)))
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+/// Does `count` lookups against `ring`, pinning once per `batch` keys,
+/// starting at key `*next` and advancing it. The batch API's hot loop.
+fn pinned_lookups(ring: &Ring, keys: &[String], next: &mut usize, count: u64, batch: usize) {
+    let batch = u64::try_from(batch).expect("batch fits u64");
+    let mut left = count;
+    // A local copy, so the index stays in a register.
+    let mut i = *next;
+    while left > 0 {
+        let n = left.min(batch);
+        let snap = ring.pin();
+        for _ in 0..n {
+            black_box(snap.lookup(black_box(keys[i].as_bytes())));
+            i = (i + 1) & KEY_MASK;
+        }
+        left -= n;
+    }
+    *next = i;
+}
+
+/// Time per key of lookups through one pinned snapshot at 100 x 160, with
+/// one pin per 4096 keys and per 16 keys, beside `Ring::lookup` (a pin per
+/// key) run in this group too, so all three share one stretch of the
+/// machine's (noisy) time. Why: design.md wants batch lookups faster than
+/// single ones; the difference is the cost of the epoch pin. Criterion's
+/// "iteration" is one key here, so its time is ns per key.
+fn bench_batch(c: &mut Criterion) {
+    let keys = make_keys();
+    let ring = build_ring(REF_NODES, REF_VNODES);
+    let mut group = c.benchmark_group("batch");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.sample_size(60);
+    group.throughput(Throughput::Elements(1));
+    let size = format!("{REF_NODES}x{REF_VNODES}");
+    for (name, batch) in [("pinned_4096", BATCH_LARGE), ("pinned_16", BATCH_SMALL)] {
+        bench_noted(&mut group, BenchmarkId::new(name, &size), |b| {
+            let mut next = 0;
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                pinned_lookups(&ring, &keys, &mut next, iters, batch);
+                start.elapsed()
+            })
+        });
+    }
+    bench_noted(&mut group, BenchmarkId::new("ring_lookup", &size), |b| {
+        b.iter_custom(|iters| time_lookups(&keys, iters, |key| ring.lookup(key.as_bytes())))
+    });
+    group.finish();
+}
+
+/// Times `op` alone, `iters` times, running `undo` after each one outside
+/// the measured time, so the ring is back to its starting size before the
+/// next `op`. The returned duration is the sum of the `op` times only.
+fn timed_with_undo(iters: u64, mut op: impl FnMut(), mut undo: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        op();
+        total += start.elapsed();
+        undo();
+    }
+    total
+}
+
+/// Cost of one membership edit on a 100 x 160 ring (16 000 points): each
+/// edit copies and merges the point arrays and rebuilds the index, then
+/// publishes and retires the old table; freeing retired tables happens in
+/// later pins of the same thread, so some of it lands in measured edits.
+/// Each benchmark times one edit and undoes it *outside* the measured part
+/// (`timed_with_undo`), so the ring stays at 100 x 160; `add+remove` times
+/// the pair together as a check.
+/// `hashring` (no locking, edits in place) is measured beside it for scale.
+/// Why: edits are rare but the writer in `contention` runs them non-stop,
+/// so their cost sets how much garbage a reader sees.
+fn bench_mutation(c: &mut Criterion) {
+    let ring = build_ring(REF_NODES, REF_VNODES);
+    let extra = "cache-extra";
+    let mut group = c.benchmark_group("mutation");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.sample_size(40);
+    let size = format!("{REF_NODES}x{REF_VNODES}");
+
+    bench_noted(
+        &mut group,
+        BenchmarkId::new("ringcache/add_node", &size),
+        |b| {
+            b.iter_custom(|iters| {
+                let id = Cell::new(None);
+                timed_with_undo(
+                    iters,
+                    || id.set(Some(ring.add_node(extra, REF_VNODES).unwrap())),
+                    || ring.remove_node(id.take().unwrap()).unwrap(),
+                )
+            })
+        },
+    );
+    bench_noted(
+        &mut group,
+        BenchmarkId::new("ringcache/remove_node", &size),
+        |b| {
+            b.iter_custom(|iters| {
+                let id = Cell::new(Some(ring.add_node(extra, REF_VNODES).unwrap()));
+                let total = timed_with_undo(
+                    iters,
+                    || ring.remove_node(id.take().unwrap()).unwrap(),
+                    || id.set(Some(ring.add_node(extra, REF_VNODES).unwrap())),
+                );
+                ring.remove_node(id.take().unwrap()).unwrap();
+                total
+            })
+        },
+    );
+    bench_noted(
+        &mut group,
+        BenchmarkId::new("ringcache/add+remove", &size),
+        |b| {
+            b.iter(|| {
+                let id = ring.add_node(extra, REF_VNODES).unwrap();
+                ring.remove_node(id).unwrap();
+            })
+        },
+    );
+    // Node 0 of the ring re-weighted 160 -> 320 -> 160.
+    let target = ring.nodes()[0].id;
+    bench_noted(
+        &mut group,
+        BenchmarkId::new("ringcache/set_vnodes_160to320", &size),
+        |b| {
+            b.iter_custom(|iters| {
+                timed_with_undo(
+                    iters,
+                    || ring.set_vnodes(target, 2 * REF_VNODES).unwrap(),
+                    || ring.set_vnodes(target, REF_VNODES).unwrap(),
+                )
+            })
+        },
+    );
+    bench_noted(
+        &mut group,
+        BenchmarkId::new("ringcache/set_vnodes_320to160", &size),
+        |b| {
+            b.iter_custom(|iters| {
+                ring.set_vnodes(target, 2 * REF_VNODES).unwrap();
+                let total = timed_with_undo(
+                    iters,
+                    || ring.set_vnodes(target, REF_VNODES).unwrap(),
+                    || ring.set_vnodes(target, 2 * REF_VNODES).unwrap(),
+                );
+                ring.set_vnodes(target, REF_VNODES).unwrap();
+                total
+            })
+        },
+    );
+    drop(ring);
+
+    // hashring: add = one batch_add of 160 entries (one sort), remove =
+    // 160 `Vec::remove`s. Each `iter_batched` input is a fresh clone made
+    // outside the measured part.
+    let base = build_ref_ring(REF_NODES, REF_VNODES);
+    let mut with_extra = base.clone();
+    with_extra.batch_add(ref_vnodes(REF_NODES, REF_VNODES));
+    bench_noted(
+        &mut group,
+        BenchmarkId::new("hashring/add_node", &size),
+        |b| {
+            b.iter_batched_ref(
+                || base.clone(),
+                |r| r.batch_add(ref_vnodes(REF_NODES, REF_VNODES)),
+                BatchSize::SmallInput,
+            )
+        },
+    );
+    bench_noted(
+        &mut group,
+        BenchmarkId::new("hashring/remove_node", &size),
+        |b| {
+            b.iter_batched_ref(
+                || with_extra.clone(),
+                |r| ref_remove_node(r, REF_NODES, REF_VNODES),
+                BatchSize::SmallInput,
+            )
+        },
+    );
+    group.finish();
+}
+
+/// One of the two lookup implementations the thread benchmarks compare,
+/// shared between reader and writer threads.
+trait Shared: Sync {
+    /// Looks `key` up; what a reader does in its loop.
+    fn read(&self, key: &str) -> u32;
+    /// One membership change, alternating: add a 160-vnode node on even
+    /// `step`s, remove it on odd ones. What the writer does non-stop.
+    fn churn(&self, step: u64);
+}
+
+/// ringcache: lock-free reads, writes build and publish a new snapshot.
+struct LockFree {
+    ring: Ring,
+    /// The id of the churned node while it is a member; only the single
+    /// writer thread touches it (the atomic is just for `Sync`).
+    churned: AtomicU32,
+}
+
+impl Shared for LockFree {
+    #[inline]
+    fn read(&self, key: &str) -> u32 {
+        self.ring.lookup(key.as_bytes()).map_or(u32::MAX, |id| id.0)
+    }
+
+    fn churn(&self, step: u64) {
+        if step % 2 == 0 {
+            let id = self.ring.add_node("cache-churn", REF_VNODES).unwrap();
+            self.churned.store(id.0, Ordering::Relaxed);
+        } else {
+            let id = NodeId(self.churned.load(Ordering::Relaxed));
+            self.ring.remove_node(id).unwrap();
+        }
+    }
+}
+
+/// `hashring` behind a `parking_lot::RwLock`: the usual way to share a
+/// mutable ring. A membership change holds the write lock for the whole
+/// add (one `batch_add`) or remove (160 `Vec::remove`s).
+struct Locked(RwLock<RefRing>);
+
+impl Shared for Locked {
+    #[inline]
+    fn read(&self, key: &str) -> u32 {
+        self.0.read().get(&key).map_or(u32::MAX, |&(node, _)| node)
+    }
+
+    fn churn(&self, step: u64) {
+        let mut ring = self.0.write();
+        if step % 2 == 0 {
+            ring.batch_add(ref_vnodes(REF_NODES, REF_VNODES));
+        } else {
+            ref_remove_node(&mut ring, REF_NODES, REF_VNODES);
+        }
+    }
+}
+
+/// Builds both shared rings at 100 x 160.
+fn shared_rings() -> (LockFree, Locked) {
+    let lock_free = LockFree {
+        ring: build_ring(REF_NODES, REF_VNODES),
+        churned: AtomicU32::new(0),
+    };
+    let locked = Locked(RwLock::new(build_ref_ring(REF_NODES, REF_VNODES)));
+    (lock_free, locked)
+}
+
+/// A thread's clocks at one moment: wall time, the thread's own CPU time,
+/// and how long it has been runnable but waiting for a CPU. The split
+/// tells a slow reader apart from a reader that lost its core to other
+/// processes: this is a shared 2-core machine.
+struct ThreadClock {
+    /// When the clocks were read.
+    wall: Instant,
+    /// `None` where the thread clocks are not available (not Linux).
+    sched: Option<(Duration, Duration)>,
+}
+
+impl ThreadClock {
+    /// Reads the clocks of the calling thread (a few microseconds; call it
+    /// outside measured loops).
+    fn now() -> ThreadClock {
+        ThreadClock {
+            sched: sched_clocks(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// Adds the time since `self` was taken, on the same thread, and
+    /// `lookups`, to `tally`.
+    fn add_to(&self, tally: &Tally, lookups: u64) {
+        let wall = self.wall.elapsed();
+        if let (Some((cpu0, wait0)), Some((cpu1, wait1))) = (self.sched, sched_clocks()) {
+            tally.add(wall, cpu1 - cpu0, wait1 - wait0, lookups);
+        }
+    }
+}
+
+/// The calling thread's (CPU time, time waiting for a CPU). CPU time is
+/// `CLOCK_THREAD_CPUTIME_ID` (exact; the schedstat file's CPU figure can
+/// lag by a scheduler tick); the wait is the kernel's `run_delay` from
+/// `/proc/thread-self/schedstat`, current whenever the thread is running.
+#[cfg(target_os = "linux")]
+fn sched_clocks() -> Option<(Duration, Duration)> {
+    /// `struct timespec` on 64-bit Linux.
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    /// `CLOCK_THREAD_CPUTIME_ID` from `<time.h>`.
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    if cfg!(not(target_pointer_width = "64")) {
+        return None; // `Timespec` above is the 64-bit layout
+    }
+    let mut tp = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` is the libc function of that name, called
+    // with a valid clock id and a pointer to a live, writable `timespec`
+    // (64-bit layout, checked above); it writes nothing else.
+    if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut tp) } != 0 {
+        return None;
+    }
+    let cpu = Duration::new(
+        u64::try_from(tp.tv_sec).ok()?,
+        u32::try_from(tp.tv_nsec).ok()?,
+    );
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let waiting = stat.split_whitespace().nth(1)?.parse().ok()?;
+    Some((cpu, Duration::from_nanos(waiting)))
+}
+
+/// See the Linux version; elsewhere there are no per-thread clocks here.
+#[cfg(not(target_os = "linux"))]
+fn sched_clocks() -> Option<(Duration, Duration)> {
+    None
+}
+
+/// Reader and writer time summed over one benchmark's samples, printed
+/// after it by [`Tally::report`]: criterion reports only the median wall
+/// time, which on a shared machine mixes the ring's cost with time the
+/// reader spent off its core.
+struct Tally {
+    /// Reader nanoseconds, wall clock.
+    wall: AtomicU64,
+    /// Reader nanoseconds on a CPU.
+    cpu: AtomicU64,
+    /// Reader nanoseconds runnable but waiting for a CPU.
+    waiting: AtomicU64,
+    /// Lookups the readers did.
+    lookups: AtomicU64,
+    /// Membership changes the writer made while readers were timed.
+    edits: AtomicU64,
+}
+
+/// The one tally the thread benchmarks use (they run one at a time).
+static TALLY: Tally = Tally {
+    wall: AtomicU64::new(0),
+    cpu: AtomicU64::new(0),
+    waiting: AtomicU64::new(0),
+    lookups: AtomicU64::new(0),
+    edits: AtomicU64::new(0),
+};
+
+impl Tally {
+    fn add(&self, wall: Duration, cpu: Duration, waiting: Duration, lookups: u64) {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.wall.fetch_add(ns(wall), Ordering::Relaxed);
+        self.cpu.fetch_add(ns(cpu), Ordering::Relaxed);
+        self.waiting.fetch_add(ns(waiting), Ordering::Relaxed);
+        self.lookups.fetch_add(lookups, Ordering::Relaxed);
+    }
+
+    /// Prints the per-lookup split of reader time (wall = on-CPU + waiting
+    /// for a CPU + the rest, which is blocked on a lock or the clocks'
+    /// error) and the writer's rate, then resets the tally. A reader that
+    /// yields while spinning on a lock (parking_lot does, before parking)
+    /// shows that time as waiting for a CPU too.
+    fn report(&self, label: &str) {
+        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed) as f64;
+        let (wall, cpu, waiting) = (take(&self.wall), take(&self.cpu), take(&self.waiting));
+        let (lookups, edits) = (take(&self.lookups), take(&self.edits));
+        if lookups == 0.0 {
+            return;
+        }
+        let per = |ns: f64| ns / lookups;
+        let mut line = format!(
+            "{label}: reader ns/lookup: wall {:.1} = on-CPU {:.1} + waiting for a CPU {:.1} \
+             + blocked/other {:.1}",
+            per(wall),
+            per(cpu),
+            per(waiting),
+            per(wall - cpu - waiting),
+        );
+        if edits > 0.0 {
+            // `wall` is per reader thread; with one reader, the writer ran
+            // for about that long.
+            line += &format!("; writer {:.0} membership changes/s", edits / (wall / 1e9));
+        }
+        println!("{line}");
+    }
+}
+
+/// The writer thread of a contention benchmark: which ring it churns, and
+/// how often.
+struct Writer<'a, W> {
+    /// Normally the reader's own ring. A different ring of the same size
+    /// keeps the writer's CPU, allocator and memory traffic but hides its
+    /// snapshot swaps from the reader (a diagnostic).
+    target: &'a W,
+    /// Time between the starts of two membership changes, the writer
+    /// spinning in between (so its core is as busy as when non-stop);
+    /// `Duration::ZERO` for non-stop.
+    every: Duration,
+}
+
+/// Time between membership changes of the paced writer: 1 ms, i.e. 1000
+/// changes/s, to show how the reader's loss scales with the edit rate.
+const PACED_EVERY: Duration = Duration::from_millis(1);
+
+/// Times `iters` lookups of `reader` on the calling thread while, if
+/// `writer` is given, another thread runs its `churn` (see [`Writer`]). The
+/// writer is started (and has finished at least one edit) before the clock
+/// starts and is stopped through an `AtomicBool` after it stops; only the
+/// reader's time is returned. The churned node is always removed again
+/// before returning, so every sample starts from the same 100 x 160 ring.
+fn reader_with_writer<R: Shared, W: Shared>(
+    reader: &R,
+    writer: Option<&Writer<'_, W>>,
+    keys: &[String],
+    iters: u64,
+) -> Duration {
+    let stop = AtomicBool::new(false);
+    let running = AtomicBool::new(false);
+    thread::scope(|s| {
+        let handle = writer.map(|writer| {
+            let (stop, running) = (&stop, &running);
+            s.spawn(move || {
+                let started = Instant::now();
+                let mut step = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let due = writer.every * u32::try_from(step).unwrap_or(u32::MAX);
+                    if started.elapsed() < due {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    writer.target.churn(step);
+                    step += 1;
+                    running.store(true, Ordering::Release);
+                }
+                if step % 2 == 1 {
+                    writer.target.churn(step); // leave the ring as it was
+                }
+                step
+            })
+        });
+        if handle.is_some() {
+            while !running.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+        }
+        let clock = ThreadClock::now();
+        let start = Instant::now();
+        let mut i = 0;
+        for _ in 0..iters {
+            black_box(reader.read(black_box(&keys[i])));
+            i = (i + 1) & KEY_MASK;
+        }
+        let elapsed = start.elapsed();
+        clock.add_to(&TALLY, iters);
+        stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = handle {
+            let edits = handle.join().unwrap();
+            TALLY.edits.fetch_add(edits, Ordering::Relaxed);
+        }
+        elapsed
+    })
+}
+
+/// Benchmarks `reader`'s lookups with `writer` running (or not) as
+/// `contention/{name}/{mode}`, then prints the reader's time split.
+fn contention_case<R: Shared, W: Shared>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    (name, mode): (&str, &str),
+    reader: &R,
+    writer: Option<Writer<'_, W>>,
+    keys: &[String],
+) {
+    group.bench_function(BenchmarkId::new(name, mode), |b| {
+        b.iter_custom(|iters| reader_with_writer(reader, writer.as_ref(), keys, iters))
+    });
+    TALLY.report(&format!("contention/{name}/{mode}"));
+}
+
+/// One reader thread's lookups/s at 100 x 160, alone and with one writer
+/// thread adding and removing a 160-vnode node non-stop (one core each on
+/// a 2-core machine), for ringcache and `RwLock<hashring>`. Why: design.md
+/// requires ringcache's reader to keep >= 90% of its throughput while
+/// membership changes; a lock makes readers wait for the writer. Criterion
+/// times one lookup per iteration; its throughput line is lookups/s.
+///
+/// Two more writers explain the figure: one paced at 1000 changes/s
+/// ([`PACED_EVERY`]), and one churning a *separate* ring, so the reader
+/// pays for a busy neighbour core but never sees a new snapshot. After
+/// each benchmark a line splits the reader's time into on-CPU, waiting for
+/// a CPU and blocked (see [`Tally`]).
+fn bench_contention(c: &mut Criterion) {
+    let keys = make_keys();
+    let (lock_free, locked) = shared_rings();
+    let elsewhere = shared_rings().0;
+    let mut group = c.benchmark_group("contention");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(30);
+    group.throughput(Throughput::Elements(1));
+    let non_stop = Duration::ZERO;
+    let (ours, theirs) = ("ringcache", "rwlock_hashring");
+    let none = None::<Writer<'_, LockFree>>;
+    contention_case(&mut group, (ours, "no_writer"), &lock_free, none, &keys);
+    let none = None::<Writer<'_, Locked>>;
+    contention_case(&mut group, (theirs, "no_writer"), &locked, none, &keys);
+    for (mode, every) in [
+        ("with_writer", non_stop),
+        ("writer_1000_per_s", PACED_EVERY),
+    ] {
+        let writer = Writer {
+            target: &lock_free,
+            every,
+        };
+        contention_case(&mut group, (ours, mode), &lock_free, Some(writer), &keys);
+        let writer = Writer {
+            target: &locked,
+            every,
+        };
+        contention_case(&mut group, (theirs, mode), &locked, Some(writer), &keys);
+    }
+    let writer = Writer {
+        target: &elsewhere,
+        every: non_stop,
+    };
+    let mode = "writer_on_other_ring";
+    contention_case(&mut group, (ours, mode), &lock_free, Some(writer), &keys);
+    group.finish();
+}
+
+/// Runs `iters` lookups in total split over `readers` threads that start
+/// together at a barrier; returns the slowest thread's time (the wall time
+/// of the whole batch, without thread start-up).
+fn parallel_readers<S: Shared>(shared: &S, keys: &[String], iters: u64, readers: u64) -> Duration {
+    let barrier = Barrier::new(usize::try_from(readers).unwrap());
+    let per_thread = iters.div_ceil(readers);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..readers)
+            .map(|r| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    // Register the thread with the epoch collector and warm
+                    // the lock's cache line before the clock starts.
+                    black_box(shared.read(&keys[0]));
+                    barrier.wait();
+                    let clock = ThreadClock::now();
+                    let start = Instant::now();
+                    // Readers start half the key set apart.
+                    let mut i = (usize::try_from(r).unwrap() * (KEY_COUNT / 2)) & KEY_MASK;
+                    for _ in 0..per_thread {
+                        black_box(shared.read(black_box(&keys[i])));
+                        i = (i + 1) & KEY_MASK;
+                    }
+                    let elapsed = start.elapsed();
+                    clock.add_to(&TALLY, per_thread);
+                    elapsed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap()
+    })
+}
+
+/// Total lookups/s of 1 and 2 reader threads at 100 x 160, no writer, for
+/// ringcache and `RwLock<hashring>`. Why: ringcache readers share no
+/// written cache line, so two readers should do about twice the lookups;
+/// a read lock's shared counter makes its readers contend. An iteration is
+/// one lookup by any thread, so the throughput line is the total rate.
+fn bench_scaling(c: &mut Criterion) {
+    let keys = make_keys();
+    let (lock_free, locked) = shared_rings();
+    let mut group = c.benchmark_group("scaling");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(30);
+    group.throughput(Throughput::Elements(1));
+    for readers in [1u64, 2] {
+        let mode = format!("{readers}_readers");
+        group.bench_function(BenchmarkId::new("ringcache", &mode), |b| {
+            b.iter_custom(|iters| parallel_readers(&lock_free, &keys, iters, readers))
+        });
+        TALLY.report(&format!("scaling/ringcache/{mode} (per thread)"));
+        group.bench_function(BenchmarkId::new("rwlock_hashring", &mode), |b| {
+            b.iter_custom(|iters| parallel_readers(&locked, &keys, iters, readers))
+        });
+        TALLY.report(&format!("scaling/rwlock_hashring/{mode} (per thread)"));
+    }
+    group.finish();
+}
+
+/// Criterion settings for the whole file: no plots (they take time and
+/// nobody reads them here) and fewer bootstrap resamples than the default
+/// 100 000, which is plenty for medians and keeps the run short.
+fn config() -> Criterion {
+    Criterion::default().without_plots().nresamples(20_000)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_lookup, bench_batch, bench_mutation, bench_contention, bench_scaling
+}
+criterion_main!(benches);
