@@ -361,8 +361,9 @@ impl Cluster {
     /// owner falls back to the key's owners under the older rings in play,
     /// then asks the owner once more (the mover copies to the new owner
     /// before it removes from the old one, so a key moved between the two
-    /// reads is found by the second); if the topology changed during the
-    /// read, it starts over on the new one, at most a few times.
+    /// reads is found by the second). On any miss, if the topology changed
+    /// during the read, it starts over on the new one, at most
+    /// `READ_RETRIES` times.
     ///
     /// # Errors
     ///
@@ -379,18 +380,24 @@ impl Cluster {
                 node,
                 node_count,
             };
-            let value = topo.store(owner).get(key);
-            if value.is_some() || !topo.migrating() {
-                return Ok(served(value, owner));
+            if let Some(v) = topo.store(owner).get(key) {
+                return Ok(served(Some(v), owner));
             }
-            for old in topo.previous_owners(hash, owner) {
-                if let Some(v) = topo.store(old).export(key) {
-                    return Ok(served(Some(v.value), old));
+            if topo.migrating() {
+                for old in topo.previous_owners(hash, owner) {
+                    if let Some(v) = topo.store(old).export(key) {
+                        return Ok(served(Some(v.value), old));
+                    }
+                }
+                if let Some(v) = topo.store(owner).export(key) {
+                    return Ok(served(Some(v.value), owner));
                 }
             }
-            if let Some(v) = topo.store(owner).export(key) {
-                return Ok(served(Some(v.value), owner));
-            }
+            // A miss is only trusted if the topology did not change during
+            // the read: a writer on a newer (migrating) topology may have
+            // written the key to a new owner and deleted the copy this read
+            // looked at (regression test: tests/cluster_stress.rs, which
+            // caught a read on a settled topology missing exactly that way).
             let latest = self.inner.topology(&guard);
             attempt += 1;
             if latest.generation == topo.generation || attempt > READ_RETRIES {

@@ -41,7 +41,7 @@ struct Cli {
     )]
     admin_token: Option<String>,
 
-    /// Memory cap of each cache node, in bytes (keys + values + 96 bytes of
+    /// Memory cap of each cache node, in bytes (keys + values + 112 bytes of
     /// overhead per entry); at the cap, writes evict approximately least
     /// recently used entries.
     #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         .init();
     if cli
         .max_value_bytes
-        .saturating_add(cli.max_key_bytes as usize + 96)
+        .saturating_add(cli.max_key_bytes as usize + ringcache::node::ENTRY_OVERHEAD)
         > cli.node_max_bytes
     {
         eprintln!(

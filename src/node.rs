@@ -49,6 +49,8 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
+use crate::hash::key_hash;
+
 /// Key bytes, shared so scans and evictions can hold a key without copying.
 pub type Key = Arc<[u8]>;
 /// Value bytes, shared so a read clones a pointer under the shard lock.
@@ -56,13 +58,13 @@ pub type Value = Arc<[u8]>;
 
 /// Bytes charged per entry on top of its key and value.
 ///
-/// Where 96 comes from, on a 64-bit target: the map slot holds the key's
-/// `Arc<[u8]>` fat pointer (16) and the [`Entry`] (value fat pointer 16,
-/// `Option<Instant>` 16, access stamp 8: 40); each of the two `Arc`
+/// Where 112 comes from, on a 64-bit target: the map slot holds the key's
+/// `Arc<[u8]>` fat pointer (16) and the entry (value fat pointer 16, key
+/// hash 8, `Option<Instant>` 16, access stamp 8: 48); each of the two `Arc`
 /// allocations carries two reference counts (16 each) plus allocator
 /// rounding (about 8 each); hashbrown adds one control byte per slot and
-/// keeps slots at most 7/8 full. 16 + 40 + 32 + 16 + ~2 rounds up to 96.
-pub const ENTRY_OVERHEAD: usize = 96;
+/// keeps slots at most 7/8 full. 16 + 48 + 32 + 16 + ~2 rounds up to 112.
+pub const ENTRY_OVERHEAD: usize = 112;
 
 /// How many entries one eviction samples: Redis's default
 /// `maxmemory-samples`, which its docs show approximates true LRU closely.
@@ -143,8 +145,11 @@ pub struct NodeStats {
 /// A page of keys from [`Store::scan`].
 #[derive(Clone, Debug, Default)]
 pub struct ScanPage {
-    /// Keys found in this page (live or expired).
+    /// Keys of this page (live or expired) whose hash the scan's filter
+    /// accepted.
     pub keys: Vec<Key>,
+    /// Entries the page examined, accepted or not.
+    pub examined: usize,
     /// The cursor for the next page, or `None` when the scan is complete.
     pub next: Option<u64>,
 }
@@ -171,9 +176,16 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &[u8]) -> bool;
 
     /// One page of the node's keys, starting at `cursor` (0 for the first
-    /// page). A full scan visits every key present for its whole duration
-    /// at least once; keys added or removed meanwhile may or may not appear.
-    fn scan(&self, cursor: u64) -> ScanPage;
+    /// page), keeping those whose placement hash ([`crate::hash::key_hash`])
+    /// `filter` accepts. A full scan examines every key present for its whole
+    /// duration at least once; keys added or removed meanwhile may or may
+    /// not appear. Relocation filters by "not owned here", so a store that
+    /// remembers each key's hash (as [`MemStore`] does) never touches the
+    /// keys that stay.
+    ///
+    /// `filter` may run under a store lock: it must be quick and must not
+    /// call back into the store.
+    fn scan(&self, cursor: u64, filter: &dyn Fn(u64) -> bool) -> ScanPage;
 
     /// The live entry under `key`, for relocation (no stats).
     fn export(&self, key: &[u8]) -> Option<MovedEntry>;
@@ -181,7 +193,11 @@ pub trait Store: Send + Sync {
     /// Stores `entry` under `key` only if the key has no live value here;
     /// true if it was stored. Relocation uses this so a moved (older) copy
     /// never overwrites a newer write.
-    fn import(&self, key: &[u8], entry: MovedEntry) -> Result<bool, StoreError>;
+    ///
+    /// The key is passed as the shared [`Key`] the source store's
+    /// [`Store::scan`] returned, so an embedded store can keep it without
+    /// copying the bytes.
+    fn import(&self, key: &Key, entry: MovedEntry) -> Result<bool, StoreError>;
 
     /// Removes `key` whatever its state; true if an entry was there.
     fn remove(&self, key: &[u8]) -> bool;
@@ -230,6 +246,9 @@ impl StripedCounter {
 /// A stored entry.
 struct Entry {
     value: Value,
+    /// The key's placement hash, kept so relocation scans can decide
+    /// whether a key moves without touching the key's own allocation.
+    hash: u64,
     expires_at: Option<Instant>,
     /// The node's write clock at the last access; eviction samples it.
     last_access: AtomicU64,
@@ -333,7 +352,7 @@ impl MemStore {
     /// Returns the outcome, or `None` when a live entry was kept.
     fn insert(
         &self,
-        key: &[u8],
+        key: Key,
         value: Value,
         expires_at: Option<Instant>,
         only_if_absent: bool,
@@ -349,6 +368,7 @@ impl MemStore {
         let stamp = self.clock.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             value,
+            hash: key_hash(&key),
             expires_at,
             last_access: AtomicU64::new(stamp),
         };
@@ -357,7 +377,7 @@ impl MemStore {
         // delete racing this insert cannot make it wrap).
         // Relaxed: byte accounting is a gauge; eviction re-reads it.
         let total = self.bytes.fetch_add(cost, Ordering::Relaxed) + cost;
-        let outcome = match self.map.entry(Key::from(key)) {
+        let outcome = match self.map.entry(key) {
             dashmap::Entry::Occupied(mut occ) => {
                 let live = !occ.get().is_expired(Instant::now);
                 if live && only_if_absent {
@@ -499,7 +519,7 @@ impl Store for MemStore {
         value: Value,
         expires_at: Option<Instant>,
     ) -> Result<SetOutcome, StoreError> {
-        self.insert(key, value, expires_at, false)
+        self.insert(Key::from(key), value, expires_at, false)
             .map(|o| o.expect("an unconditional insert always stores"))
     }
 
@@ -519,20 +539,29 @@ impl Store for MemStore {
         }
     }
 
-    fn scan(&self, cursor: u64) -> ScanPage {
+    fn scan(&self, cursor: u64, filter: &dyn Fn(u64) -> bool) -> ScanPage {
         let shards = self.map.shards();
         let Some(shard) = usize::try_from(cursor).ok().and_then(|i| shards.get(i)) else {
             return ScanPage::default();
         };
-        let keys = {
+        let (keys, examined) = {
             let table = shard.read();
             // SAFETY: as in `evict_one`: the read lock is held while the
             // buckets are read.
-            unsafe { table.iter().map(|b| b.as_ref().0.clone()).collect() }
+            let keys = unsafe {
+                table
+                    .iter()
+                    .map(|b| b.as_ref())
+                    .filter(|(_, e)| filter(e.get().hash))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            };
+            (keys, table.len())
         };
         let next = cursor + 1;
         ScanPage {
             keys,
+            examined,
             next: (next < shards.len() as u64).then_some(next),
         }
     }
@@ -548,8 +577,8 @@ impl Store for MemStore {
         })
     }
 
-    fn import(&self, key: &[u8], entry: MovedEntry) -> Result<bool, StoreError> {
-        self.insert(key, entry.value, entry.expires_at, true)
+    fn import(&self, key: &Key, entry: MovedEntry) -> Result<bool, StoreError> {
+        self.insert(key.clone(), entry.value, entry.expires_at, true)
             .map(|o| o.is_some())
     }
 

@@ -36,8 +36,12 @@
 //!    remove means a key is always on at least one of its in-play owners.
 //! 5. **Readers** take no lock: owner first; on a miss during a migration,
 //!    the owners under the older rings; then the owner again (a key the
-//!    mover moved between the first two reads is there now); if the
-//!    topology changed meanwhile, start over on the new one.
+//!    mover moved between the first two reads is there now). On any miss,
+//!    if the topology changed meanwhile, start over on the new one: a
+//!    writer on a newer topology may have written the key to its new owner
+//!    and deleted the copy an older topology points to (3). Retries are
+//!    bounded (8); a read that loses that race eight times in a row, under
+//!    membership changes arriving faster than one read, reports a miss.
 //! 6. **End of a sweep.** If no change arrived since the sweep started, every
 //!    key is on its owner: the mover publishes a topology with only the
 //!    current ring (the migration is over; writers return to the lock-free
@@ -49,8 +53,9 @@
 //!
 //! * *No lost write*: an acknowledged write is on the owner under a ring in
 //!   play (2, 3); the mover only moves it to a newer owner, copying first
-//!   (4); readers check every in-play owner (5); a node is dropped only when
-//!   it owns nothing under any ring in play after a sweep that covered it.
+//!   (4); readers check every in-play owner of their topology and retry on
+//!   a newer one when theirs went stale (5); a node is dropped only when it
+//!   owns nothing under any ring in play after a sweep that covered it.
 //! * *No resurrection*: a delete removes every in-play copy under the
 //!   stripe lock; the mover copies only entries it finds under that lock.
 //! * *No waiting reads*: readers take no lock; ring lookups are wait-free.
@@ -79,6 +84,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::cluster::{Inner, NodeSlot};
 use crate::hash::key_hash;
+use crate::node::Key;
 
 /// Where relocation stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -318,24 +324,36 @@ fn run_mover(inner: &Inner) {
 }
 
 /// Moves every key of `slot` whose owner is another node.
+///
+/// Each page is filtered by the store under one pin, with no stripe lock: a
+/// key that the current ring places on `slot` is where it belongs and is
+/// skipped (if the ring changes after the check, the change requested
+/// another sweep). Only the candidates go through [`move_key`], which
+/// re-checks under the key's stripe lock.
 fn sweep_node(inner: &Inner, slot: &NodeSlot) {
     let mut cursor = Some(0);
     while let Some(c) = cursor {
-        let page = slot.store.scan(c);
+        let page = {
+            let guard = epoch::pin();
+            let ring = inner.topology(&guard).current();
+            slot.store
+                .scan(c, &|hash| ring.lookup_hash(hash) != Some(slot.id))
+        };
         inner
             .progress
             .scanned
-            .fetch_add(page.keys.len() as u64, Ordering::Relaxed);
-        for key in &page.keys {
-            move_key(inner, slot, key);
+            .fetch_add(page.examined as u64, Ordering::Relaxed);
+        let candidates = page.keys.iter().map(|k| (key_hash(k), k));
+        for (hash, key) in candidates {
+            move_key(inner, slot, key, hash);
         }
         cursor = page.next;
     }
 }
 
-/// Moves `key` from `src` to its owner if `src` is not its owner.
-fn move_key(inner: &Inner, src: &NodeSlot, key: &[u8]) {
-    let hash = key_hash(key);
+/// Moves `key` (whose [`key_hash`] is `hash`) from `src` to its owner if
+/// `src` is not its owner.
+fn move_key(inner: &Inner, src: &NodeSlot, key: &Key, hash: u64) {
     let _stripe = inner.stripe(hash).lock();
     let guard = epoch::pin();
     let topo = inner.topology(&guard);

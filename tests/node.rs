@@ -40,7 +40,7 @@ fn eviction_keeps_a_node_under_its_cap_under_a_write_flood() {
     let mut charged = 0;
     let mut cursor = Some(0);
     while let Some(c) = cursor {
-        let page = node.scan(c);
+        let page = node.scan(c, &|_| true);
         for k in &page.keys {
             charged += cost(k, node.export(k).unwrap().value.len());
         }
@@ -176,18 +176,18 @@ fn stats_add_up() {
 /// newer write), but does fill an absent or expired key.
 #[test]
 fn import_only_fills_absent_keys() {
-    use ringcache::node::MovedEntry;
+    use ringcache::node::{Key, MovedEntry};
     let node = MemStore::new(1 << 20);
     node.set(b"k", b"new".as_slice().into(), None).unwrap();
     let old = MovedEntry {
         value: b"old".as_slice().into(),
         expires_at: None,
     };
-    assert_eq!(node.import(b"k", old.clone()), Ok(false));
+    assert_eq!(node.import(&Key::from(&b"k"[..]), old.clone()), Ok(false));
     assert_eq!(node.get(b"k").as_deref(), Some(b"new".as_slice()));
-    assert_eq!(node.import(b"j", old.clone()), Ok(true));
+    assert_eq!(node.import(&Key::from(&b"j"[..]), old.clone()), Ok(true));
     node.set(b"e", b"x".as_slice().into(), Some(Instant::now()))
         .unwrap();
-    assert_eq!(node.import(b"e", old), Ok(true));
+    assert_eq!(node.import(&Key::from(&b"e"[..]), old), Ok(true));
     assert_eq!(node.get(b"e").as_deref(), Some(b"old".as_slice()));
 }
