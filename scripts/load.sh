@@ -32,7 +32,7 @@ fi
 command -v wrk >/dev/null || { echo "load.sh: wrk is required and could not be installed" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "load.sh: python3 is required" >&2; exit 1; }
 
-cargo build --release --locked --bin ringcache --example bare_minihttp
+cargo build --release --bin ringcache --example bare_minihttp
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }

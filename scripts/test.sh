@@ -13,10 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo test"
-cargo test --locked
+cargo test
 
 echo "== benchmarks, once each (smoke)"
-cargo test --locked --benches
+cargo test --benches
 
 echo "== wrk churn smoke (every GET must answer 200 while nodes change)"
 scripts/load.sh --smoke
