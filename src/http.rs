@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub stack_size: usize,
     /// Record request metrics (off only to measure their cost).
     pub metrics: bool,
+    /// Config reload counts to export, when a config file is watched.
+    pub reload_stats: Option<Arc<crate::config::ReloadStats>>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             workers: 0,
             stack_size: 256 << 10,
             metrics: true,
+            reload_stats: None,
         }
     }
 }
@@ -313,7 +316,9 @@ impl Connection {
             }
         };
         let reply = api::execute(&shared.cluster, command, || {
-            shared.telemetry.render(&shared.cluster)
+            shared
+                .telemetry
+                .render(&shared.cluster, shared.config.reload_stats.as_deref())
         });
         (Some(route), with_routing(reply))
     }

@@ -23,6 +23,8 @@
 //!   replies. Calls only the cluster's public API.
 //! * [`http`]: the may_minihttp server: framing, limits, headers, the admin
 //!   token; translates requests to [`api`] commands. Holds no cache logic.
+//! * [`config`]: the YAML cluster file: parsing, validation, hot reload;
+//!   changes membership only through [`cluster`].
 //! * [`telemetry`]: Prometheus metrics (request counters and latency on the
 //!   request path, cluster gauges at scrape time).
 //!
@@ -45,6 +47,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod config;
 pub mod hash;
 pub mod http;
 pub mod node;

@@ -17,6 +17,13 @@ use ringcache::http::{Server, ServerConfig};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// Cluster file (YAML: listen, default_vnodes, reload_interval, limits,
+    /// admin_token_file, nodes). It is re-read every reload_interval and on
+    /// SIGHUP; a changed file is applied to the running cluster. Replaces
+    /// the flags that describe the cluster, which may not be given with it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "nodes", "vnodes", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes"])]
+    config: Option<std::path::PathBuf>,
+
     /// Address to listen on (host:port). Keep it on loopback unless a proxy
     /// or firewall guards it: the cache API has no authentication.
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
@@ -86,63 +93,47 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(LOG_FILTER))
         .format_timestamp_millis()
         .init();
-    if cli
-        .max_value_bytes
-        .saturating_add(cli.max_key_bytes as usize + ringcache::node::ENTRY_OVERHEAD)
-        > cli.node_max_bytes
-    {
-        eprintln!(
-            "ringcache: --max-value-bytes ({}) must fit in --node-max-bytes ({}) with its key and overhead",
-            cli.max_value_bytes, cli.node_max_bytes
-        );
-        return ExitCode::from(2);
-    }
-    let cluster_config = ClusterConfig {
-        node_max_bytes: cli.node_max_bytes,
-        ..ClusterConfig::default()
+    let setup = match &cli.config {
+        Some(path) => from_file(path),
+        None => from_flags(&cli),
     };
-    let cluster = match Cluster::with_nodes(cluster_config, "cache", cli.nodes as usize, cli.vnodes)
-    {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("ringcache: cannot build the cluster: {e}");
-            return ExitCode::FAILURE;
+    let Setup {
+        listen,
+        cluster,
+        mut config,
+        watched,
+    } = match setup {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("ringcache: {msg}");
+            return ExitCode::from(2);
         }
     };
-    let config = ServerConfig {
-        limits: Limits {
-            max_key_bytes: cli.max_key_bytes as usize,
-            max_value_bytes: cli.max_value_bytes,
-            default_vnodes: cli.vnodes,
-            ..Limits::default()
-        },
-        admin_token: cli.admin_token.clone(),
-        workers: cli.workers,
-        metrics: !cli.no_request_metrics,
-        ..ServerConfig::default()
-    };
-    let server = match Server::start(&cli.listen, cluster.clone(), config) {
+    config.workers = cli.workers;
+    config.metrics = !cli.no_request_metrics;
+    let reloader = watched.map(|(path, text, file)| {
+        let r = ringcache::config::Reloader::spawn(path, text, file, cluster.clone());
+        config.reload_stats = Some(r.stats.clone());
+        r
+    });
+    let admin = config.admin_token.is_some();
+    let server = match Server::start(&listen, cluster.clone(), config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ringcache: cannot listen on {}: {e}", cli.listen);
+            eprintln!("ringcache: cannot listen on {listen}: {e}");
             return ExitCode::FAILURE;
         }
     };
     log::info!(
-        "ringcache {} listening on http://{} with {} nodes x {} vnodes{}",
+        "ringcache {} listening on http://{listen} with {} nodes{}",
         env!("CARGO_PKG_VERSION"),
-        cli.listen,
-        cli.nodes,
-        cli.vnodes,
-        if cli.admin_token.is_some() {
-            " (admin token required)"
-        } else {
-            ""
-        }
+        cluster.node_count(),
+        if admin { " (admin token required)" } else { "" }
     );
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -151,8 +142,19 @@ fn main() -> ExitCode {
         }
     };
     std::thread::spawn(move || server.wait());
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == signal_hook::consts::SIGHUP {
+            match &reloader {
+                Some(r) => {
+                    log::info!("SIGHUP: reloading the config file");
+                    r.trigger();
+                }
+                None => log::info!("SIGHUP ignored: no --config file to reload"),
+            }
+            continue;
+        }
         log::info!("signal {signal} received; shutting down");
+        break;
     }
     // In-memory data has nothing to flush; let a running relocation finish
     // briefly so the log says where it stood, then exit.
@@ -163,4 +165,75 @@ fn main() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// What main needs to serve: the address, the cluster, the server settings
+/// and, with a config file, what the reloader watches.
+struct Setup {
+    listen: String,
+    cluster: Arc<Cluster>,
+    config: ServerConfig,
+    watched: Option<(std::path::PathBuf, String, ringcache::config::FileConfig)>,
+}
+
+fn from_flags(cli: &Cli) -> Result<Setup, String> {
+    if cli
+        .max_value_bytes
+        .saturating_add(cli.max_key_bytes as usize + ringcache::node::ENTRY_OVERHEAD)
+        > cli.node_max_bytes
+    {
+        return Err(format!(
+            "--max-value-bytes ({}) must fit in --node-max-bytes ({}) with its key and overhead",
+            cli.max_value_bytes, cli.node_max_bytes
+        ));
+    }
+    let cluster_config = ClusterConfig {
+        node_max_bytes: cli.node_max_bytes,
+        ..ClusterConfig::default()
+    };
+    let cluster = Cluster::with_nodes(cluster_config, "cache", cli.nodes as usize, cli.vnodes)
+        .map_err(|e| format!("cannot build the cluster: {e}"))?;
+    Ok(Setup {
+        listen: cli.listen.clone(),
+        cluster: Arc::new(cluster),
+        config: ServerConfig {
+            limits: Limits {
+                max_key_bytes: cli.max_key_bytes as usize,
+                max_value_bytes: cli.max_value_bytes,
+                default_vnodes: cli.vnodes,
+                ..Limits::default()
+            },
+            admin_token: cli.admin_token.clone(),
+            ..ServerConfig::default()
+        },
+        watched: None,
+    })
+}
+
+fn from_file(path: &std::path::Path) -> Result<Setup, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let file = ringcache::config::FileConfig::parse(&text).map_err(|e| format!("{shown}: {e}"))?;
+    let admin_token = file.admin_token().map_err(|e| format!("{shown}: {e}"))?;
+    let cluster = Cluster::new(ClusterConfig {
+        node_max_bytes: file.limits.node_max_bytes,
+        ..ClusterConfig::default()
+    });
+    ringcache::config::apply(&cluster, &file).map_err(|e| format!("{shown}: {e}"))?;
+    cluster.wait_rebalanced(Duration::from_secs(60));
+    Ok(Setup {
+        listen: file.listen.clone(),
+        cluster: Arc::new(cluster),
+        config: ServerConfig {
+            limits: Limits {
+                max_key_bytes: file.limits.max_key_bytes,
+                max_value_bytes: file.limits.max_value_bytes,
+                default_vnodes: file.default_vnodes,
+                ..Limits::default()
+            },
+            admin_token,
+            ..ServerConfig::default()
+        },
+        watched: Some((path.to_path_buf(), text, file)),
+    })
 }

@@ -154,7 +154,24 @@ impl Telemetry {
 
     /// Copies the cluster's figures into the recorder and renders the
     /// Prometheus text exposition.
-    pub fn render(&self, cluster: &Cluster) -> String {
+    pub fn render(
+        &self,
+        cluster: &Cluster,
+        reloads: Option<&crate::config::ReloadStats>,
+    ) -> String {
+        if let Some(r) = reloads {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (result, n) in [
+                ("ok", r.ok.load(Relaxed)),
+                ("failed", r.failed.load(Relaxed)),
+            ] {
+                self.counter(
+                    "ringcache_config_reloads_total",
+                    vec![Label::new("result", result)],
+                    n,
+                );
+            }
+        }
         for n in cluster.nodes() {
             let labels = || {
                 vec![

@@ -67,17 +67,31 @@ impl Server {
     /// If the server does not come up within the start timeout (after a few
     /// attempts on fresh ports).
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_args(|addr| {
+            let mut full = vec!["--listen".to_string(), addr.to_string()];
+            full.extend(args.iter().map(|a| a.to_string()));
+            full
+        })
+    }
+
+    /// Starts `ringcache` with the arguments `args_for(addr)` returns for a
+    /// free loopback address (which they must make it listen on, e.g.
+    /// through a config file), and waits until `GET /health` answers 200.
+    ///
+    /// # Panics
+    ///
+    /// As [`Server::start_with`].
+    pub fn start_args(args_for: impl Fn(SocketAddr) -> Vec<String>) -> Server {
         const ATTEMPTS: usize = 4;
         for attempt in 1..=ATTEMPTS {
             let port = free_port();
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let args = args_for(addr);
             let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("ringcache-http-{}-{port}.log", std::process::id()));
             let stderr = std::fs::File::create(&log).expect("creating the server log");
             let child = Command::new(BIN)
-                .arg("--listen")
-                .arg(addr.to_string())
-                .args(args)
+                .args(&args)
                 // The defaults under test, not whatever the caller's shell has.
                 .env_remove("RUST_LOG")
                 .env_remove("RINGCACHE_ADMIN_TOKEN")
@@ -119,6 +133,16 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `signal` (e.g. "HUP") to the server process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// Everything the server wrote to stderr so far.

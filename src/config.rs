@@ -1,0 +1,553 @@
+//! The YAML cluster file: parsing, validation, and applying it to a running
+//! cluster on reload.
+//!
+//! This module owns what the file means. It changes nothing itself except
+//! through the [`Cluster`]'s membership API, so a reload gets the same
+//! relocation guarantees as the admin API.
+//!
+//! ```yaml
+//! listen: 127.0.0.1:8000
+//! default_vnodes: 160
+//! reload_interval: 5s          # how often the file is checked; SIGHUP reloads at once
+//! limits: { max_key_bytes: 250, max_value_bytes: 1MiB, node_max_bytes: 256MiB }
+//! admin_token_file: /path/to/token   # optional
+//! nodes:
+//!   - name: cache-0
+//!   - name: cache-1
+//!     vnodes: 320
+//! ```
+//!
+//! # File and admin API
+//!
+//! **The file is the source of truth each time it changes.** A reload whose
+//! file content differs from the last applied one makes the running node
+//! list equal the file's (by name: add, remove, change vnodes). Between such
+//! changes, admin API edits stand: the periodic check re-reads the file but
+//! applies nothing while its content is unchanged. So an operator who edits
+//! membership through the API should write the change into the file too, or
+//! the next edit of the file undoes it.
+//!
+//! # What can change live
+//!
+//! `nodes`, `default_vnodes` and `reload_interval` apply on reload.
+//! `listen`, `limits` and `admin_token_file` are read at startup; a reload
+//! that changes them is rejected as a whole (restart to change them), like
+//! any other invalid file: bad YAML, an unknown field, a duplicate or bad
+//! name, vnodes out of range, no nodes. A rejected file changes nothing, is
+//! logged with what is wrong (and the line, where YAML has one), and is
+//! counted in `ringcache_config_reloads_total{result="failed"}`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use serde::Deserialize;
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::ring::DEFAULT_MAX_VNODES;
+
+/// A byte size: a number, or a number with a unit (`B`, `KiB`, `MiB`,
+/// `GiB`, `KB`, `MB`, `GB`).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 1048576, 512KiB or 1MiB"))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?}; use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeText {
+    Number(usize),
+    Text(String),
+}
+
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match SizeText::deserialize(d)? {
+        SizeText::Number(n) => Ok(n),
+        SizeText::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!("{text:?} is not a duration such as 5s or 1m: {e}"))
+    })
+}
+
+/// Request and memory limits from the file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileLimits {
+    /// Longest key in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value in bytes.
+    #[serde(deserialize_with = "size")]
+    pub max_value_bytes: usize,
+    /// Memory cap of each node in bytes.
+    #[serde(deserialize_with = "size")]
+    pub node_max_bytes: usize,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        FileLimits {
+            max_key_bytes: 250,
+            max_value_bytes: 1 << 20,
+            node_max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// One node of the file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileNode {
+    /// The node's unique name.
+    pub name: String,
+    /// Its vnode count (the file's `default_vnodes` when absent).
+    pub vnodes: Option<u32>,
+}
+
+/// The cluster file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// vnodes of a node that names none.
+    #[serde(default = "default_vnodes")]
+    pub default_vnodes: u32,
+    /// How often the file is checked for changes.
+    #[serde(default = "default_interval", deserialize_with = "duration")]
+    pub reload_interval: Duration,
+    /// Limits.
+    #[serde(default)]
+    pub limits: FileLimits,
+    /// File holding the admin token (its content, trimmed).
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// The nodes, in order.
+    pub nodes: Vec<FileNode>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8000".into()
+}
+fn default_vnodes() -> u32 {
+    160
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Why a file was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// What is wrong, for a person.
+    pub message: String,
+    /// The 1-based line, when the problem has one.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(message: String) -> ConfigError {
+    ConfigError {
+        message,
+        line: None,
+    }
+}
+
+/// Finds the line of `needle` in `text`, for messages about values serde
+/// accepted but validation refused.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+impl FileConfig {
+    /// Parses and validates a file's text.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong and, where known, the line.
+    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        let cfg: FileConfig = serde_yaml_ng::from_str(text).map_err(|e| ConfigError {
+            line: e.location().map(|l| l.line()),
+            message: e.to_string(),
+        })?;
+        cfg.validate(text)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, text: &str) -> Result<(), ConfigError> {
+        if self.nodes.is_empty() {
+            return Err(invalid(
+                "nodes is empty; a cluster needs at least one node".into(),
+            ));
+        }
+        let range = 1..=DEFAULT_MAX_VNODES;
+        if !range.contains(&self.default_vnodes) {
+            return Err(ConfigError {
+                message: format!(
+                    "default_vnodes must be between 1 and {DEFAULT_MAX_VNODES}, got {}",
+                    self.default_vnodes
+                ),
+                line: line_of(text, "default_vnodes"),
+            });
+        }
+        let mut seen = HashSet::new();
+        for n in &self.nodes {
+            let at = || line_of(text, &n.name);
+            if n.name.is_empty() || n.name.len() > crate::hash::MAX_NAME_BYTES {
+                return Err(ConfigError {
+                    message: format!("node name {:?} must be 1 to 255 bytes", n.name),
+                    line: at(),
+                });
+            }
+            if !seen.insert(&n.name) {
+                return Err(ConfigError {
+                    message: format!("node {:?} is listed twice; names must be unique", n.name),
+                    line: text
+                        .lines()
+                        .enumerate()
+                        .filter(|(_, l)| l.contains(n.name.as_str()))
+                        .nth(1)
+                        .map(|(i, _)| i + 1),
+                });
+            }
+            if let Some(v) = n.vnodes {
+                if !range.contains(&v) {
+                    return Err(ConfigError {
+                        message: format!(
+                            "node {:?}: vnodes must be between 1 and {DEFAULT_MAX_VNODES}, got {v}",
+                            n.name
+                        ),
+                        line: at(),
+                    });
+                }
+            }
+        }
+        if self.reload_interval < Duration::from_millis(50) {
+            return Err(ConfigError {
+                message: "reload_interval must be at least 50ms".into(),
+                line: line_of(text, "reload_interval"),
+            });
+        }
+        let l = &self.limits;
+        if l.max_key_bytes == 0 || l.max_value_bytes == 0 {
+            return Err(invalid(
+                "limits: max_key_bytes and max_value_bytes must be positive".into(),
+            ));
+        }
+        if l.max_key_bytes + l.max_value_bytes + crate::node::ENTRY_OVERHEAD > l.node_max_bytes {
+            return Err(ConfigError {
+                message: "limits: the largest key and value must fit in node_max_bytes".into(),
+                line: line_of(text, "node_max_bytes"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Each node's vnode count, by name.
+    pub fn vnodes_by_name(&self) -> Vec<(&str, u32)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.vnodes.unwrap_or(self.default_vnodes)))
+            .collect()
+    }
+
+    /// Reads the admin token file, if any.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or is empty.
+    pub fn admin_token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(path).map_err(|e| {
+            invalid(format!(
+                "cannot read admin_token_file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(invalid(format!(
+                "admin_token_file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(Some(token.to_owned()))
+    }
+
+    /// The settings a reload cannot change, for comparison with the
+    /// running ones.
+    fn startup_only(&self) -> (&str, &FileLimits, Option<&Path>) {
+        (&self.listen, &self.limits, self.admin_token_file.as_deref())
+    }
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Nodes added.
+    pub added: Vec<String>,
+    /// Nodes removed.
+    pub removed: Vec<String>,
+    /// Nodes whose vnodes changed.
+    pub reweighted: Vec<String>,
+}
+
+/// Makes the cluster's serving nodes equal `cfg`'s, by name, through the
+/// cluster API: vnode changes first, then additions, then removals (so the
+/// cluster never drops to zero nodes mid-way).
+///
+/// # Errors
+///
+/// The first change the cluster refused; the changes before it stand.
+pub fn apply(cluster: &Cluster, cfg: &FileConfig) -> Result<Applied, ClusterError> {
+    let running: HashMap<String, (crate::ring::NodeId, u32)> = cluster
+        .ring()
+        .nodes()
+        .into_iter()
+        .map(|n| (n.name.to_string(), (n.id, n.vnodes)))
+        .collect();
+    let wanted = cfg.vnodes_by_name();
+    let mut applied = Applied::default();
+    for &(name, vnodes) in &wanted {
+        if let Some(&(id, current)) = running.get(name) {
+            if current != vnodes {
+                cluster.set_vnodes(id, vnodes)?;
+                applied.reweighted.push(name.to_owned());
+            }
+        }
+    }
+    for &(name, vnodes) in &wanted {
+        if !running.contains_key(name) {
+            cluster.add_node(name, vnodes)?;
+            applied.added.push(name.to_owned());
+        }
+    }
+    let keep: HashSet<&str> = wanted.iter().map(|&(n, _)| n).collect();
+    for (name, &(id, _)) in &running {
+        if !keep.contains(name.as_str()) {
+            cluster.remove_node(id)?;
+            applied.removed.push(name.clone());
+        }
+    }
+    Ok(applied)
+}
+
+/// Counts of reloads, for metrics.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Reloads that applied a changed file.
+    pub ok: AtomicU64,
+    /// Reloads rejected.
+    pub failed: AtomicU64,
+}
+
+/// Watches the file: re-reads it every `reload_interval` and at once when
+/// [`Reloader::trigger`] is called (SIGHUP), applying it when its content
+/// changed. Runs on its own thread.
+pub struct Reloader {
+    wake: Arc<(Mutex<bool>, Condvar)>,
+    /// Reload counts.
+    pub stats: Arc<ReloadStats>,
+}
+
+impl Reloader {
+    /// Starts watching `path`, whose content `applied_text` (parsed as
+    /// `applied`) the cluster already runs.
+    pub fn spawn(
+        path: PathBuf,
+        applied_text: String,
+        applied: FileConfig,
+        cluster: Arc<Cluster>,
+    ) -> Reloader {
+        let wake = Arc::new((Mutex::new(false), Condvar::new()));
+        let stats = Arc::new(ReloadStats::default());
+        let (w, s) = (wake.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("ringcache-config".into())
+            .spawn(move || watch(&path, applied_text, applied, &cluster, &w, &s))
+            .expect("spawning the config thread");
+        Reloader { wake, stats }
+    }
+
+    /// Reloads now (what SIGHUP does).
+    pub fn trigger(&self) {
+        *self.wake.0.lock() = true;
+        self.wake.1.notify_all();
+    }
+}
+
+fn watch(
+    path: &Path,
+    mut last_text: String,
+    mut last: FileConfig,
+    cluster: &Cluster,
+    wake: &(Mutex<bool>, Condvar),
+    stats: &ReloadStats,
+) {
+    loop {
+        {
+            let mut woken = wake.0.lock();
+            if !*woken {
+                wake.1.wait_for(&mut woken, last.reload_interval);
+            }
+            *woken = false;
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "config {}: cannot read it: {e}; keeping the running config",
+                    path.display()
+                );
+                continue;
+            }
+        };
+        if text == last_text {
+            continue;
+        }
+        let outcome = FileConfig::parse(&text).and_then(|cfg| {
+            if cfg.startup_only() != last.startup_only() {
+                return Err(invalid(
+                    "listen, limits and admin_token_file cannot change while running; restart ringcache to change them".into(),
+                ));
+            }
+            Ok(cfg)
+        });
+        match outcome {
+            Ok(cfg) => match apply(cluster, &cfg) {
+                Ok(done) => {
+                    stats.ok.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "config {} reloaded: added {:?}, removed {:?}, re-weighted {:?}",
+                        path.display(),
+                        done.added,
+                        done.removed,
+                        done.reweighted
+                    );
+                    last = cfg;
+                    last_text = text;
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    log::error!(
+                        "config {}: the cluster refused a change: {e}",
+                        path.display()
+                    );
+                    // Treated as seen, so the error is not logged every interval.
+                    last_text = text;
+                }
+            },
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "config {} rejected, keeping the running config: {e}",
+                    path.display()
+                );
+                last_text = text;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+listen: 127.0.0.1:8000
+default_vnodes: 160
+reload_interval: 5s
+limits: { max_key_bytes: 250, max_value_bytes: 1MiB, node_max_bytes: 256MiB }
+nodes:
+  - name: cache-0
+  - name: cache-1
+    vnodes: 320
+";
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = FileConfig::parse(GOOD).unwrap();
+        assert_eq!(c.limits.max_value_bytes, 1 << 20);
+        assert_eq!(c.limits.node_max_bytes, 256 << 20);
+        assert_eq!(c.reload_interval, Duration::from_secs(5));
+        assert_eq!(c.vnodes_by_name(), vec![("cache-0", 160), ("cache-1", 320)]);
+    }
+
+    #[test]
+    fn bad_files_name_the_problem_and_line() {
+        let cases = [
+            ("nodes:\n  - name: a\n   vnodes: [", Some(3)),
+            ("nodes:\n  - name: a\n    weight: 3\n", Some(3)),
+            ("nodes:\n  - name: a\n  - name: a\n", Some(3)),
+            ("nodes:\n  - name: a\n    vnodes: 0\n", Some(2)),
+            ("nodes: []\n", None),
+            (
+                "limits: { max_value_bytes: 1XB }\nnodes:\n  - name: a\n",
+                Some(1),
+            ),
+            ("reload_interval: soon\nnodes:\n  - name: a\n", Some(1)),
+        ];
+        for (text, line) in cases {
+            let e = FileConfig::parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(!e.message.is_empty());
+        }
+        assert!(
+            FileConfig::parse("nodes:\n  - name: a\n    vnodes: 10001\n")
+                .unwrap_err()
+                .message
+                .contains("between 1 and 10000")
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+}
