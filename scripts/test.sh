@@ -4,11 +4,12 @@
 #   unit, integration, property, stress and doc tests   (cargo test)
 #   every benchmark run once as a smoke test             (cargo test --benches)
 #   wrk churn smoke: reads during membership changes     (scripts/load.sh --smoke)
+#   the dashboard in headless Chromium                   (scripts/browser_test.sh)
 #   the ring_ops fuzz target for FUZZ_SECONDS (60)       (scripts/fuzz.sh)
 #
 # Exits non-zero on the first failure. Needs the nightly toolchain for the
-# fuzz stage; scripts/fuzz.sh installs cargo-fuzz and scripts/load.sh wrk
-# when they are missing.
+# fuzz stage; scripts/fuzz.sh installs cargo-fuzz, scripts/load.sh wrk and
+# scripts/browser_test.sh Chromium when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +22,11 @@ cargo test --benches
 echo "== wrk churn smoke (every GET must answer 200 while nodes change)"
 scripts/load.sh --smoke
 
+echo "== dashboard in headless Chromium"
+scripts/browser_test.sh
+
 echo "== fuzz ring_ops for ${FUZZ_SECONDS:-60}s"
 scripts/fuzz.sh
 
 # Reached only if every stage passed (set -e stops at the first failure).
-echo "test suite stages: 4 passed, 0 failed"
+echo "test suite stages: 5 passed, 0 failed"

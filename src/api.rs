@@ -64,6 +64,10 @@ pub enum Route {
     RemoveNode(NodeId),
     /// `GET /ring`
     Ring,
+    /// `GET /ring/points`: the ring's points, sampled, for drawing.
+    RingPoints,
+    /// `GET /`: the dashboard page.
+    Dashboard,
     /// `GET /rebalance`
     Rebalance,
     /// `GET /metrics`
@@ -109,6 +113,8 @@ impl Route {
             Route::SetVnodes(_) => "set_vnodes",
             Route::RemoveNode(_) => "remove_node",
             Route::Ring => "ring",
+            Route::RingPoints => "ring_points",
+            Route::Dashboard => "dashboard",
             Route::Rebalance => "rebalance",
             Route::Metrics => "metrics",
             Route::Health => "health",
@@ -277,6 +283,8 @@ pub fn route(method: &str, target: &str, limits: &Limits) -> Result<Route, ApiEr
             _ => Err(method_not_allowed(method, "GET or POST")),
         },
         "/ring" => only("GET", Route::Ring),
+        "/ring/points" => only("GET", Route::RingPoints),
+        "/" | "/ui" => only("GET", Route::Dashboard),
         "/rebalance" => only("GET", Route::Rebalance),
         "/metrics" => only("GET", Route::Metrics),
         "/health" => only("GET", Route::Health),
@@ -289,7 +297,7 @@ pub fn route(method: &str, target: &str, limits: &Limits) -> Result<Route, ApiEr
             None => Err(ApiError::new(
                 404,
                 format!(
-                    "no route {path}; see /keys/{{key}}, /nodes, /ring, /rebalance, /metrics, /health"
+                    "no route {path}; see /keys/{{key}}, /nodes, /ring, /ring/points, /rebalance, /metrics, /health, /"
                 ),
             )),
         },
@@ -340,6 +348,10 @@ pub enum Command {
     RemoveNode(NodeId),
     /// Describe the ring.
     Ring,
+    /// The ring's points, sampled.
+    RingPoints,
+    /// The dashboard page.
+    Dashboard,
     /// Describe relocation.
     Rebalance,
     /// Prometheus metrics.
@@ -372,6 +384,8 @@ pub fn command(route: Route, body: Vec<u8>, limits: &Limits) -> Result<Command, 
         }
         Route::RemoveNode(id) => Command::RemoveNode(id),
         Route::Ring => Command::Ring,
+        Route::RingPoints => Command::RingPoints,
+        Route::Dashboard => Command::Dashboard,
         Route::Rebalance => Command::Rebalance,
         Route::Metrics => Command::Metrics,
         Route::Health => Command::Health,
@@ -389,6 +403,8 @@ pub enum Body {
     Json(String),
     /// Plain text (`/health`, `/metrics`).
     Text(String),
+    /// A static HTML page.
+    Html(&'static str),
 }
 
 /// What to answer.
@@ -497,6 +513,24 @@ struct RingNodeJson<'a> {
     name: &'a str,
     vnodes: u32,
     ownership: f64,
+}
+
+/// The dashboard: one self-contained page (no external fetch) that polls
+/// the JSON routes and draws the ring.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The most points `GET /ring/points` returns; larger rings are sampled.
+const MAX_DRAWN_POINTS: usize = 2000;
+
+#[derive(Serialize)]
+struct PointsJson {
+    version: u64,
+    /// Points on the ring.
+    total: usize,
+    /// Every `step`-th point is listed.
+    step: usize,
+    /// (position as a fraction of the hash space, owner index).
+    points: Vec<(f64, u32)>,
 }
 
 #[derive(Serialize)]
@@ -628,6 +662,33 @@ pub fn execute(cluster: &Cluster, cmd: Command, metrics: impl FnOnce() -> String
             reply
         }
         Command::Rebalance => Reply::json(200, &RebalanceJson::from(cluster.rebalance_status())),
+        Command::RingPoints => {
+            let snap = cluster.ring().pin();
+            let total = snap.point_count();
+            // Every k-th point, so a 1000-node ring stays a light poll.
+            let step = total.div_ceil(MAX_DRAWN_POINTS).max(1);
+            let points: Vec<(f64, u32)> = snap
+                .points()
+                .step_by(step)
+                .map(|(p, owner)| (p as f64 / 18_446_744_073_709_551_616.0, owner.0))
+                .collect();
+            let reply = Reply::json(
+                200,
+                &PointsJson {
+                    version: snap.version(),
+                    total,
+                    step,
+                    points,
+                },
+            );
+            drop(snap);
+            reply
+        }
+        Command::Dashboard => Reply {
+            status: 200,
+            routing: None,
+            body: Body::Html(DASHBOARD),
+        },
         Command::Metrics => Reply {
             status: 200,
             routing: None,
@@ -693,6 +754,9 @@ mod tests {
         assert_eq!(r("GET", "/nope").unwrap_err().status, 404);
         assert_eq!(r("POST", "/ring").unwrap_err().status, 405);
         assert_eq!(r("PUT", "/nodes/7"), Ok(Route::SetVnodes(NodeId(7))));
+        assert_eq!(r("GET", "/"), Ok(Route::Dashboard));
+        assert_eq!(r("GET", "/ring/points"), Ok(Route::RingPoints));
+        assert_eq!(r("POST", "/").unwrap_err().status, 405);
         assert_eq!(r("DELETE", "/nodes/x").unwrap_err().status, 400);
         assert_eq!(r("DELETE", "/nodes/-1").unwrap_err().status, 400);
         assert!(Route::AddNode.is_admin() && !Route::Ring.is_admin());

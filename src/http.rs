@@ -365,6 +365,10 @@ impl may_minihttp::HttpService for Connection {
                 rsp.header("Content-Type: application/json");
                 rsp.body_vec(s.into_bytes());
             }
+            Body::Html(page) => {
+                rsp.header("Content-Type: text/html; charset=utf-8");
+                rsp.body(page);
+            }
             Body::Text(s) => {
                 rsp.header("Content-Type: text/plain; version=0.0.4; charset=utf-8");
                 rsp.body_vec(s.into_bytes());

@@ -24,7 +24,7 @@ use crate::api::Route;
 use crate::cluster::Cluster;
 
 /// Routes in the order of [`route_index`].
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 13] = [
     "get_key",
     "put_key",
     "delete_key",
@@ -33,6 +33,8 @@ const ROUTES: [&str; 11] = [
     "set_vnodes",
     "remove_node",
     "ring",
+    "ring_points",
+    "dashboard",
     "rebalance",
     "metrics",
     "health",

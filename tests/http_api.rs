@@ -639,7 +639,17 @@ fn health_and_unknown_routes() {
         .request("POST", "/health", &[], Some(b""))
         .expect_error(405);
     server.get("/nope").expect_error(404);
-    server.get("/").expect_error(404);
+    server.get("/ring/nope").expect_error(404);
+    // `/` is the dashboard: an HTML page, embedded, that polls the JSON routes.
+    let page = server.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
+    assert!(page.text().contains("/ring/points"));
+    let points = server.get("/ring/points").json();
+    assert_eq!(points["total"], 480);
+    assert_eq!(points["points"].as_array().map(Vec::len), Some(480));
     server
         .request("DELETE", "/ring", &[], None)
         .expect_error(405);

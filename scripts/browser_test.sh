@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The dashboard in a real browser: headless Chromium (Debian's package,
+# installed when missing) loads GET / from a running ringcache, runs its
+# JavaScript, and the rendered DOM must show one legend row per node and one
+# ring mark per point; a screenshot is saved.
+#
+#   scripts/browser_test.sh [SCREENSHOT.png]   (default target/dashboard.png)
+#
+# Only 127.0.0.1 is contacted; Chromium runs with its background networking
+# off.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shot=${1:-target/dashboard.png}
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "chromium is missing; installing it from Debian's packages"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium
+  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi
+fi
+command -v chromium >/dev/null || { echo "browser_test.sh: chromium is required and could not be installed" >&2; exit 1; }
+
+cargo build --release --bin ringcache
+port=$(python3 scripts/loadtool.py free-port)
+RUST_LOG=warn target/release/ringcache --listen "127.0.0.1:$port" --nodes 4 --vnodes 160 >/dev/null 2>&1 &
+pid=$!
+profile=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; rm -rf "$profile"' EXIT
+python3 scripts/loadtool.py wait "127.0.0.1:$port"
+python3 scripts/loadtool.py preload "127.0.0.1:$port" 500
+
+browser() {
+  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$profile" --virtual-time-budget=5000 "$@" "http://127.0.0.1:$port/" 2>/dev/null
+}
+
+dom=$(browser --dump-dom)
+rows=$(grep -o 'class="node-row' <<<"$dom" | wc -l)
+marks=$(grep -o 'class="mark"' <<<"$dom" | wc -l)
+ready=$(grep -c 'data-ready="1"' <<<"$dom" || true)
+points=$(python3 -c "import json,urllib.request; print(len(json.load(urllib.request.urlopen('http://127.0.0.1:$port/ring/points'))['points']))")
+echo "dashboard: $rows legend rows, $marks ring marks (ring/points lists $points), rendered: $ready"
+fail=0
+[ "$ready" -ge 1 ] || { echo "browser_test.sh: the page never finished rendering" >&2; fail=1; }
+[ "$rows" = 4 ] || { echo "browser_test.sh: expected 4 legend rows, found $rows" >&2; fail=1; }
+[ "$marks" = "$points" ] && [ "$points" = 640 ] || { echo "browser_test.sh: expected 640 marks, found $marks" >&2; fail=1; }
+mkdir -p "$(dirname "$shot")"
+browser --screenshot="$shot" --window-size=1150,560 >/dev/null
+[ -s "$shot" ] || { echo "browser_test.sh: no screenshot written" >&2; fail=1; }
+echo "screenshot: $shot"
+[ $fail = 0 ] || exit 1
+echo "browser test: 1 passed, 0 failed"
