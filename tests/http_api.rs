@@ -630,6 +630,54 @@ fn metrics_count_requests() {
     assert_eq!(counter(&text, misses), m0 + 2.0, "{text}");
 }
 
+/// The cluster series move with the cluster: ring version and membership
+/// changes on an add, the new node's keys after relocation, keys moved,
+/// per-node hits, and the latency histogram's count.
+#[test]
+fn metrics_follow_the_cluster() {
+    let server = Server::start();
+    for i in 0..300 {
+        server.put(&format!("/keys/m{i}"), b"v");
+    }
+    let before = server.get("/metrics").text();
+    let r = server.send_json("POST", "/nodes", r#"{"name": "cache-3"}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    server.wait_rebalanced();
+    let mut conn = server.conn();
+    for i in 0..300 {
+        assert_eq!(
+            conn.request("GET", &format!("/keys/m{i}"), &[], None)
+                .status,
+            200
+        );
+    }
+    let after = server.get("/metrics").text();
+    let delta = |series: &str| counter(&after, series) - counter(&before, series);
+    assert_eq!(delta("ringcache_ring_version"), 1.0, "{after}");
+    assert_eq!(delta("ringcache_membership_changes_total"), 1.0);
+    assert_eq!(counter(&after, "ringcache_ring_nodes"), 4.0);
+    let moved = delta("ringcache_rebalance_moved_keys_total");
+    assert!(moved > 0.0, "no keys moved:\n{after}");
+    assert_eq!(
+        counter(&after, r#"ringcache_node_keys{node="3",name="cache-3"}"#),
+        moved,
+        "the new node holds exactly the moved keys"
+    );
+    let hits: f64 = (0..4)
+        .map(|i| {
+            counter(
+                &after,
+                &format!(r#"ringcache_node_hits_total{{node="{i}",name="cache-{i}"}}"#),
+            )
+        })
+        .sum();
+    assert_eq!(hits, 300.0);
+    assert_eq!(
+        delta(r#"ringcache_http_request_duration_seconds_count{route="get_key"}"#),
+        300.0
+    );
+}
+
 /// `GET /health` is 200; other methods on it are 405, unknown paths 404.
 #[test]
 fn health_and_unknown_routes() {
