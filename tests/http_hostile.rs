@@ -259,7 +259,8 @@ fn unknown_routes_and_methods() {
     let mut server = setup();
     for (method, path, status) in [
         ("GET", "/nope", 404),
-        ("GET", "/", 404),
+        ("GET", "/ui/x", 404),
+        ("POST", "/", 405),
         ("GET", "/keysx/a", 404),
         ("GET", "/KEYS/a", 404),
         ("DELETE", "/key/victim", 404),
