@@ -7,6 +7,9 @@
 //! caps per thread. Run it in a loop with
 //! `for i in $(seq 20); do cargo test --release --test cluster_stress || break; done`.
 
+mod rng;
+
+use rng::SplitMix;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -56,20 +59,6 @@ fn seq_of(key: &[u8], value: &[u8]) -> Option<u64> {
     std::str::from_utf8(rest).ok()?.parse().ok()
 }
 
-/// Small deterministic generator per thread (no shared RNG state).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 struct Failures(Mutex<Vec<String>>);
 impl Failures {
     fn report(&self, msg: String) {
@@ -87,7 +76,7 @@ fn writer(
     stop: &AtomicBool,
     failures: &Failures,
 ) -> u64 {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1));
+    let mut rng = SplitMix(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1));
     let mine: Vec<usize> = (0..model.keys.len()).filter(|i| i % WRITERS == w).collect();
     let mut ops = 0;
     while !stop.load(Ordering::Relaxed) && ops < MAX_OPS_PER_THREAD {
@@ -120,7 +109,7 @@ fn reader(
     stop: &AtomicBool,
     failures: &Failures,
 ) -> u64 {
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (r as u64 + 7));
+    let mut rng = SplitMix(0xD1B5_4A32_D192_ED03 ^ (r as u64 + 7));
     let mut reads = 0;
     while !stop.load(Ordering::Relaxed) && reads < MAX_OPS_PER_THREAD {
         let (key, m) = &model.keys[rng.below(model.keys.len() as u64) as usize];
@@ -163,7 +152,7 @@ fn reader(
 }
 
 fn churner(cluster: &Cluster, stop: &AtomicBool, failures: &Failures) -> u64 {
-    let mut rng = Rng(0xA076_1D64_78BD_642F);
+    let mut rng = SplitMix(0xA076_1D64_78BD_642F);
     let mut next_name = 100;
     let mut changes = 0;
     while !stop.load(Ordering::Relaxed) && changes < 10_000 {

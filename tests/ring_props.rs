@@ -14,6 +14,9 @@
 //! Failure persistence is off (no `proptest-regressions` files): a failure
 //! prints its minimal case, which belongs in a named regression test.
 
+mod rng;
+
+use rng::SplitMix;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -37,31 +40,6 @@ fn config(cases: u32) -> ProptestConfig {
         cases,
         failure_persistence: None,
         ..ProptestConfig::default()
-    }
-}
-
-/// SplitMix64: a tiny deterministic generator for key sets and edit plans,
-/// so a failing case is reproduced from its printed seed.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = usize::try_from(self.below(i as u64 + 1)).unwrap();
-            items.swap(i, j);
-        }
     }
 }
 

@@ -30,6 +30,9 @@
 //! regression test for a soundness hole found while writing these tests
 //! (`Ring::load` trusts any `Guard`); it fails until `src/ring` is fixed.
 
+mod rng;
+
+use rng::SplitMix;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -72,27 +75,6 @@ impl History {
         let mut versions = self.versions.write().unwrap();
         assert_eq!(versions.len() as u64, version, "history out of step");
         versions.push(Arc::new(members));
-    }
-}
-
-/// SplitMix64, for reproducible keys and edit choices.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn vnodes(&mut self) -> u32 {
-        1 + u32::try_from(self.below(300)).unwrap()
     }
 }
 
@@ -172,7 +154,7 @@ fn churn(ring: &Ring, history: &History, seed: u64) -> (Members, u64) {
                 fresh_name += 1;
                 format!("node-{fresh_name}")
             };
-            let vnodes = rng.vnodes();
+            let vnodes = random_vnodes(&mut rng);
             let id = NodeId(next_id);
             next.insert(id, (name.clone(), vnodes));
             history.push(version + 1, next.clone());
@@ -190,7 +172,7 @@ fn churn(ring: &Ring, history: &History, seed: u64) -> (Members, u64) {
             removed_names.push(name);
         } else {
             let id = pick(&mut rng);
-            let vnodes = rng.vnodes();
+            let vnodes = random_vnodes(&mut rng);
             next.get_mut(&id).unwrap().1 = vnodes;
             history.push(version + 1, next.clone());
             ring.set_vnodes(id, vnodes).unwrap();
@@ -423,14 +405,14 @@ fn pinned_snapshot_keeps_its_version_across_edits() {
                 }
                 1 => {
                     let id = ids[usize::try_from(rng.below(ids.len() as u64)).unwrap()];
-                    let v = rng.vnodes();
+                    let v = random_vnodes(&mut rng);
                     ring.set_vnodes(id, v).unwrap();
                     live.set_vnodes(id, v).unwrap();
                 }
                 _ => {
                     next_name += 1;
                     let name = format!("cache-{next_name}");
-                    let v = rng.vnodes();
+                    let v = random_vnodes(&mut rng);
                     assert_eq!(ring.add_node(&name, v), live.add_node(&name, v));
                 }
             }
@@ -497,4 +479,9 @@ fn load_with_a_guard_from_another_collector_keeps_the_table_alive() {
     );
     assert_eq!(table.version(), version);
     drop(guard);
+}
+
+/// A vnode count in 1..=300.
+fn random_vnodes(rng: &mut SplitMix) -> u32 {
+    1 + u32::try_from(rng.below(300)).unwrap()
 }
