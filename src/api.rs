@@ -326,13 +326,13 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], shape: &str) -> Result<T, 
 
 /// A fully parsed request, ready to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
+pub enum Command<'a> {
     /// Read a key.
-    Get(Vec<u8>),
+    Get(&'a [u8]),
     /// Write a key.
-    Put(Vec<u8>, Vec<u8>, Option<Duration>),
+    Put(&'a [u8], Vec<u8>, Option<Duration>),
     /// Delete a key.
-    Delete(Vec<u8>),
+    Delete(&'a [u8]),
     /// List the nodes.
     ListNodes,
     /// Add a node.
@@ -365,10 +365,15 @@ pub enum Command {
 /// # Errors
 ///
 /// 400 for a malformed JSON body.
-pub fn command(route: Route, body: Vec<u8>, limits: &Limits) -> Result<Command, ApiError> {
+/// Keys are borrowed from `route`, so a request's key is never copied.
+pub fn command<'a>(
+    route: &'a Route,
+    body: Vec<u8>,
+    limits: &Limits,
+) -> Result<Command<'a>, ApiError> {
     Ok(match route {
         Route::GetKey(k) => Command::Get(k),
-        Route::PutKey(k, ttl) => Command::Put(k, body, ttl),
+        Route::PutKey(k, ttl) => Command::Put(k, body, *ttl),
         Route::DeleteKey(k) => Command::Delete(k),
         Route::ListNodes => Command::ListNodes,
         Route::AddNode => {
@@ -380,9 +385,9 @@ pub fn command(route: Route, body: Vec<u8>, limits: &Limits) -> Result<Command, 
         }
         Route::SetVnodes(id) => {
             let b: SetVnodesBody = parse_json(&body, r#"{"vnodes": 320}"#)?;
-            Command::SetVnodes(id, b.vnodes)
+            Command::SetVnodes(*id, b.vnodes)
         }
-        Route::RemoveNode(id) => Command::RemoveNode(id),
+        Route::RemoveNode(id) => Command::RemoveNode(*id),
         Route::Ring => Command::Ring,
         Route::RingPoints => Command::RingPoints,
         Route::Dashboard => Command::Dashboard,
@@ -567,14 +572,14 @@ fn cluster_error(e: &ClusterError) -> Reply {
 }
 
 /// Runs `cmd` against `cluster`. `metrics` renders the Prometheus text.
-pub fn execute(cluster: &Cluster, cmd: Command, metrics: impl FnOnce() -> String) -> Reply {
+pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> String) -> Reply {
     let keyed = |status, served: (NodeId, usize), body| Reply {
         status,
         routing: Some(served),
         body,
     };
     match cmd {
-        Command::Get(key) => match cluster.get(&key) {
+        Command::Get(key) => match cluster.get(key) {
             Ok(s) => match s.value {
                 Some(v) => keyed(200, (s.node, s.node_count), Body::Value(v)),
                 None => Reply {
@@ -584,7 +589,7 @@ pub fn execute(cluster: &Cluster, cmd: Command, metrics: impl FnOnce() -> String
             },
             Err(e) => cluster_error(&e),
         },
-        Command::Put(key, value, ttl) => match cluster.set(&key, value, ttl) {
+        Command::Put(key, value, ttl) => match cluster.set(key, value, ttl) {
             Ok(s) => {
                 let status = if s.value == SetOutcome::Created {
                     201
@@ -595,7 +600,7 @@ pub fn execute(cluster: &Cluster, cmd: Command, metrics: impl FnOnce() -> String
             }
             Err(e) => cluster_error(&e),
         },
-        Command::Delete(key) => match cluster.delete(&key) {
+        Command::Delete(key) => match cluster.delete(key) {
             Ok(s) if s.value => keyed(204, (s.node, s.node_count), Body::Empty),
             Ok(s) => Reply {
                 routing: Some((s.node, s.node_count)),
@@ -766,7 +771,7 @@ mod tests {
     fn admin_bodies_are_typed() {
         let l = Limits::default();
         assert_eq!(
-            command(Route::AddNode, br#"{"name":"n"}"#.to_vec(), &l),
+            command(&Route::AddNode, br#"{"name":"n"}"#.to_vec(), &l),
             Ok(Command::AddNode {
                 name: "n".into(),
                 vnodes: 160
@@ -779,12 +784,12 @@ mod tests {
             br#"{"vnodes":"2"}"#,
             br#"{"vnodes":5000000000}"#,
         ] {
-            let err = command(Route::SetVnodes(NodeId(0)), bad.to_vec(), &l).unwrap_err();
+            let err = command(&Route::SetVnodes(NodeId(0)), bad.to_vec(), &l).unwrap_err();
             assert_eq!(err.status, 400);
             assert!(err.message.contains("JSON like"), "{}", err.message);
         }
         assert_eq!(
-            command(Route::AddNode, br#"{"name":"n","extra":1}"#.to_vec(), &l)
+            command(&Route::AddNode, br#"{"name":"n","extra":1}"#.to_vec(), &l)
                 .unwrap_err()
                 .status,
             400

@@ -198,10 +198,10 @@ fn framing(req: &Request, limit: usize) -> Framing {
 
 /// The key a `/keys/` request names (its raw segment when it does not
 /// decode), so any reply to it can name the node the key maps to.
-fn request_key(routed: &Result<Route, ApiError>) -> Option<Vec<u8>> {
+fn request_key(routed: &Result<Route, ApiError>) -> Option<&[u8]> {
     match routed {
-        Ok(r) => r.key().map(<[u8]>::to_vec),
-        Err(e) => e.raw_key.clone(),
+        Ok(r) => r.key(),
+        Err(e) => e.raw_key.as_deref(),
     }
 }
 
@@ -237,29 +237,24 @@ fn authorized(req: &Request, token: &str) -> bool {
 
 impl Connection {
     /// Turns one request into a reply; may poison the connection.
-    fn handle(&mut self, req: Request) -> (Option<Route>, Reply) {
+    /// Returns the route's metric index with the reply.
+    fn handle(&mut self, req: Request) -> (usize, Reply) {
         let shared = &*self.shared;
         let limits = &shared.config.limits;
         let routed = api::route(req.method(), req.path(), limits);
-        let route = routed.as_ref().ok().cloned();
-        let key_for_headers = request_key(&routed);
-        let limit = route
-            .as_ref()
-            .and_then(|r| r.body_limit(limits))
-            .unwrap_or(limits.max_admin_body_bytes);
+        let route = routed.as_ref().ok();
+        let metric = telemetry::route_index(route);
         let with_routing =
-            |reply: Reply| with_routing(&shared.cluster, reply, key_for_headers.as_deref());
-        let needs_length = route
-            .as_ref()
-            .is_some_and(|r| r.body_limit(limits).is_some());
-        let n = match framing(&req, limit) {
+            |reply: Reply| with_routing(&shared.cluster, reply, request_key(&routed));
+        let body_limit = route.and_then(|r| r.body_limit(limits));
+        let n = match framing(&req, body_limit.unwrap_or(limits.max_admin_body_bytes)) {
             Framing::Length(n) => n,
             Framing::Unreadable(status, msg) => {
                 self.poisoned = true;
-                return (route, with_routing(Reply::error(status, &msg)));
+                return (metric, with_routing(Reply::error(status, &msg)));
             }
         };
-        if needs_length
+        if body_limit.is_some()
             && !req
                 .headers()
                 .iter()
@@ -267,11 +262,11 @@ impl Connection {
         {
             // Nothing to drain: without Content-Length the body is empty.
             return (
-                route,
+                metric,
                 with_routing(Reply::error(411, "a Content-Length header is required")),
             );
         }
-        let admin_ok = match (&shared.config.admin_token, &route) {
+        let admin_ok = match (&shared.config.admin_token, route) {
             (Some(token), Some(r)) if r.is_admin() => authorized(&req, token),
             _ => true,
         };
@@ -283,7 +278,7 @@ impl Connection {
             if read.is_err() || body.len() < n {
                 self.poisoned = true;
                 return (
-                    route,
+                    metric,
                     with_routing(Reply::error(
                         400,
                         &format!("the body ended after {} of {n} bytes", body.len()),
@@ -291,36 +286,30 @@ impl Connection {
                 );
             }
         }
-        let route = match routed {
+        let route = match &routed {
             Ok(r) => r,
             Err(ApiError {
                 status, message, ..
-            }) => return (None, with_routing(Reply::error(status, &message))),
+            }) => return (metric, with_routing(Reply::error(*status, message))),
         };
         if !admin_ok {
             return (
-                Some(route),
+                metric,
                 Reply::error(
                     401,
                     "this route changes membership: send Authorization: Bearer <admin token>",
                 ),
             );
         }
-        let command = match api::command(route.clone(), body, limits) {
-            Ok(c) => c,
-            Err(e) => {
-                return (
-                    Some(route),
-                    with_routing(Reply::error(e.status, &e.message)),
-                )
-            }
+        let reply = match api::command(route, body, limits) {
+            Ok(command) => api::execute(&shared.cluster, command, || {
+                shared
+                    .telemetry
+                    .render(&shared.cluster, shared.config.reload_stats.as_deref())
+            }),
+            Err(e) => Reply::error(e.status, &e.message),
         };
-        let reply = api::execute(&shared.cluster, command, || {
-            shared
-                .telemetry
-                .render(&shared.cluster, shared.config.reload_stats.as_deref())
-        });
-        (Some(route), with_routing(reply))
+        (metric, with_routing(reply))
     }
 }
 
@@ -330,7 +319,7 @@ impl may_minihttp::HttpService for Connection {
         // A response to HEAD must not carry content (RFC 9110, 9.3.2): a
         // client would read it as the start of the next response.
         let head = req.method() == "HEAD";
-        let (route, reply) = if self.poisoned {
+        let (metric, reply) = if self.poisoned {
             // Refused without reading anything; a `/keys/` request still
             // gets its routing headers.
             let shared = &*self.shared;
@@ -340,8 +329,8 @@ impl may_minihttp::HttpService for Connection {
                 "an earlier request on this connection could not be read; open a new connection",
             );
             (
-                None,
-                with_routing(&shared.cluster, reply, request_key(&routed).as_deref()),
+                telemetry::route_index(None),
+                with_routing(&shared.cluster, reply, request_key(&routed)),
             )
         } else {
             self.handle(req)
@@ -374,11 +363,9 @@ impl may_minihttp::HttpService for Connection {
                 rsp.body_vec(s.into_bytes());
             }
         }
-        self.shared.telemetry.record(
-            telemetry::route_index(route.as_ref()),
-            reply.status,
-            started.elapsed(),
-        );
+        self.shared
+            .telemetry
+            .record(metric, reply.status, started.elapsed());
         Ok(())
     }
 }
