@@ -9,8 +9,8 @@ use super::NodeId;
 /// Every variant leaves the ring exactly as it was: an edit is validated in
 /// full before a new snapshot is built. Checks run in a fixed order, so the
 /// same bad edit always gets the same error: for `add_node` the name, then
-/// the vnode count, then name uniqueness, then capacity; for `set_vnodes`
-/// the node, then the vnode count, then capacity.
+/// the vnode count (weight), then name uniqueness, then capacity; for
+/// `set_vnodes` the node, then the vnode count (weight), then capacity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RingError {
     /// A node with this name is already in the ring.
@@ -24,10 +24,26 @@ pub enum RingError {
         /// The ring's maximum (`Ring::max_vnodes`).
         max: u32,
     },
-    /// The name is empty or longer than [`crate::hash::MAX_NAME_BYTES`].
+    /// A ketama ring's node weight is outside `1..=max`.
+    WeightOutOfRange {
+        /// The weight that was asked for.
+        weight: u32,
+        /// The ring's maximum (`Ring::max_vnodes`, which bounds weights).
+        max: u32,
+    },
+    /// The name is empty or longer than the placement allows
+    /// ([`crate::hash::Placement::max_name_bytes`]).
     InvalidName {
         /// The length of the refused name, in bytes.
         len: usize,
+        /// The longest name the ring's placement accepts.
+        max: usize,
+    },
+    /// A ketama ring's weights would sum past `u32::MAX`, which ketama's
+    /// 32-bit arithmetic cannot represent.
+    TotalWeightTooLarge {
+        /// The sum the edit would reach.
+        total: u64,
     },
     /// The edit would put more points on the ring than it holds at most.
     TooManyPoints {
@@ -56,10 +72,17 @@ impl fmt::Display for RingError {
                 f,
                 "vnodes must be between 1 and {max}, got {vnodes}"
             ),
-            RingError::InvalidName { len } => write!(
+            RingError::WeightOutOfRange { weight, max } => write!(
                 f,
-                "a node name must be 1 to {} bytes long, got {len} bytes",
-                crate::hash::MAX_NAME_BYTES
+                "weight must be between 1 and {max}, got {weight}"
+            ),
+            RingError::InvalidName { len, max } => write!(
+                f,
+                "a node name must be 1 to {max} bytes long, got {len} bytes"
+            ),
+            RingError::TotalWeightTooLarge { total } => write!(
+                f,
+                "the nodes' weights would sum to {total}, more than ketama's 32-bit total allows; use smaller weights"
             ),
             RingError::TooManyPoints { requested, max } => write!(
                 f,

@@ -8,10 +8,20 @@
 //! # Concepts
 //!
 //! Each node has a stable [`NodeId`] (handed out in order, never reused while
-//! the process lives), a unique name and a vnode count. Point `i` of a node
-//! is [`crate::hash::vnode_point`]`(name, i)`; a key belongs to the owner of
-//! the first point at or after [`crate::hash::key_hash`]`(key)`, wrapping. The
-//! points and owners of one moment form a [`RingTable`], an immutable
+//! the process lives), a unique name and a weight. A ring places keys by one
+//! [`Placement`], chosen when it is created:
+//!
+//! * [`Placement::Xxh3`] (the default): a node's weight is its vnode count.
+//!   Point `i` of a node is [`crate::hash::vnode_point`]`(name, i)`; a key
+//!   belongs to the owner of the first point at or after
+//!   [`crate::hash::key_hash`]`(key)`, wrapping.
+//! * [`Placement::Ketama`]: libmemcached's weighted ketama, point for point
+//!   (see [`crate::hash`]), so a ring agrees with libmemcached clients and
+//!   twemproxy on every key. Each node's point count follows from all the
+//!   weights, so any edit may shift a few points of every node, as in
+//!   ketama itself.
+//!
+//! The points and owners of one moment form a [`RingTable`], an immutable
 //! snapshot with a version number.
 //!
 //! [`Ring`] holds the current table behind a `crossbeam_epoch::Atomic`:
@@ -69,11 +79,16 @@ use std::sync::Arc;
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use parking_lot::Mutex;
 
+pub use crate::hash::Placement;
 pub use error::RingError;
 pub use table::{NodeInfo, NodeShare, RingTable};
 
 /// The default largest vnode count of one node: 10 000, as design.md sets.
 pub const DEFAULT_MAX_VNODES: u32 = 10_000;
+
+/// The weight a ketama node gets when none is given: 1, as in libmemcached
+/// and twemproxy configs that list servers without weights.
+pub const DEFAULT_KETAMA_WEIGHT: u32 = 1;
 
 /// The most points one ring holds: 2^24 (16.7M, about 200 MiB of points,
 /// owners and index). Far above any real deployment (1000 nodes x 10 000
@@ -112,8 +127,10 @@ pub struct Ring {
     /// Serializes writers and holds what only writers need. A blocking
     /// mutex is right here: edits are rare and readers never touch it.
     writer: Mutex<WriterState>,
-    /// The largest vnode count one node may have.
+    /// The largest vnode count (ketama: weight) one node may have.
     max_vnodes: u32,
+    /// How keys and points hash; fixed for the ring's life.
+    placement: Placement,
 }
 
 /// State only writers touch, under `Ring::writer`.
@@ -151,17 +168,42 @@ impl Ring {
     ///
     /// Panics if `max_vnodes` is 0.
     pub fn with_max_vnodes(max_vnodes: u32) -> Ring {
-        assert!(max_vnodes >= 1, "max_vnodes must be at least 1");
+        Ring::with_placement(Placement::Xxh3, max_vnodes)
+    }
+
+    /// An empty ring placing keys by `placement`, whose nodes may have
+    /// weights (xxh3: vnode counts) `1..=max_weight`.
+    ///
+    /// ```
+    /// use ringcache::{hash::Placement, Ring};
+    /// let ring = Ring::with_placement(Placement::Ketama, 10_000);
+    /// ring.add_node("10.0.1.1", 600).unwrap();
+    /// ring.add_node("10.0.1.2", 300).unwrap();
+    /// assert_eq!(ring.pin().point_count(), 160 * 2);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics if `max_weight` is 0.
+    pub fn with_placement(placement: Placement, max_weight: u32) -> Ring {
+        assert!(max_weight >= 1, "max_vnodes must be at least 1");
         Ring {
-            current: Atomic::new(RingTable::empty(0)),
+            current: Atomic::new(RingTable::empty_with(placement, 0)),
             writer: Mutex::new(WriterState { next_id: 0 }),
-            max_vnodes,
+            max_vnodes: max_weight,
+            placement,
         }
     }
 
-    /// The largest vnode count this ring accepts for one node.
+    /// The largest vnode count (ketama: weight) this ring accepts for one
+    /// node.
     pub fn max_vnodes(&self) -> u32 {
         self.max_vnodes
+    }
+
+    /// How this ring places keys.
+    pub fn placement(&self) -> Placement {
+        self.placement
     }
 
     /// The current table, valid for as long as both `self` and `guard` are.
@@ -258,21 +300,30 @@ impl Ring {
         self.pin().shares()
     }
 
-    /// Adds a node with `vnodes` points and returns its new id.
+    /// Adds a node of weight `vnodes` and returns its new id. Under xxh3
+    /// the weight is the node's vnode count; under ketama it is the node's
+    /// ketama weight, and the node joins last in server order.
     ///
     /// **Locking behaviour:** takes the writer mutex; lookups are not
-    /// affected. Costs O(points + vnodes log vnodes): the new node's points
-    /// are sorted and merged into the current run, not re-sorted with it.
+    /// affected. Under xxh3 it costs O(points + vnodes log vnodes): the new
+    /// node's points are sorted and merged into the current run, not
+    /// re-sorted with it. Under ketama the table is rebuilt (40 MD5 digests
+    /// per node).
     ///
     /// # Errors
     ///
-    /// [`RingError::InvalidName`], [`RingError::VnodesOutOfRange`],
-    /// [`RingError::DuplicateName`], [`RingError::TooManyPoints`] or
-    /// [`RingError::IdsExhausted`], checked in that order; the ring is then
-    /// unchanged.
+    /// [`RingError::InvalidName`], [`RingError::VnodesOutOfRange`] (ketama:
+    /// [`RingError::WeightOutOfRange`]), [`RingError::DuplicateName`],
+    /// [`RingError::TooManyPoints`] or [`RingError::TotalWeightTooLarge`],
+    /// or [`RingError::IdsExhausted`], checked in that order; the ring is
+    /// then unchanged.
     pub fn add_node(&self, name: &str, vnodes: u32) -> Result<NodeId, RingError> {
-        if name.is_empty() || name.len() > crate::hash::MAX_NAME_BYTES {
-            return Err(RingError::InvalidName { len: name.len() });
+        let max = self.placement.max_name_bytes();
+        if name.is_empty() || name.len() > max {
+            return Err(RingError::InvalidName {
+                len: name.len(),
+                max,
+            });
         }
         self.check_vnodes(vnodes)?;
         let mut writer = self.writer.lock();
@@ -281,7 +332,7 @@ impl Ring {
         if cur.node_by_name(name).is_some() {
             return Err(RingError::DuplicateName(name.to_owned()));
         }
-        check_points(cur.point_count() + vnodes as usize)?;
+        self.check_capacity(cur, None, vnodes)?;
         let id = NodeId(writer.next_id);
         writer.next_id = writer
             .next_id
@@ -290,6 +341,7 @@ impl Ring {
         let node = NodeInfo {
             id,
             name: Arc::from(name),
+            weight: vnodes,
             vnodes,
         };
         self.publish(cur.with_node(cur.version() + 1, node), &guard);
@@ -315,35 +367,74 @@ impl Ring {
         Ok(())
     }
 
-    /// Sets node `id`'s vnode count. Raising from `v` to `w` adds exactly its
-    /// points `v..w`; lowering removes them; no other node's points change.
-    /// Setting the current count still publishes a new version.
+    /// Sets node `id`'s weight: its vnode count under xxh3, where raising
+    /// from `v` to `w` adds exactly its points `v..w`, lowering removes them,
+    /// and no other node's points change. Under ketama every node's point
+    /// count is recomputed from the new weights. Setting the current weight
+    /// still publishes a new version.
     ///
     /// **Locking behaviour:** takes the writer mutex.
     ///
     /// # Errors
     ///
-    /// [`RingError::UnknownNode`], [`RingError::VnodesOutOfRange`] or
-    /// [`RingError::TooManyPoints`], checked in that order.
+    /// [`RingError::UnknownNode`], [`RingError::VnodesOutOfRange`] (ketama:
+    /// [`RingError::WeightOutOfRange`]), or [`RingError::TooManyPoints`] or
+    /// [`RingError::TotalWeightTooLarge`], checked in that order.
     pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
         let _writer = self.writer.lock();
         let guard = epoch::pin();
         let cur = self.table(&guard);
-        let old = cur.node(id).ok_or(RingError::UnknownNode(id))?.vnodes;
+        let old = cur.node(id).ok_or(RingError::UnknownNode(id))?;
         self.check_vnodes(vnodes)?;
-        check_points(cur.point_count() - old as usize + vnodes as usize)?;
-        self.publish(cur.with_vnodes(cur.version() + 1, id, vnodes), &guard);
+        self.check_capacity(cur, Some(old), vnodes)?;
+        self.publish(cur.with_weight(cur.version() + 1, id, vnodes), &guard);
         Ok(())
     }
 
     fn check_vnodes(&self, vnodes: u32) -> Result<(), RingError> {
         if (1..=self.max_vnodes).contains(&vnodes) {
             Ok(())
+        } else if self.placement == Placement::Ketama {
+            Err(RingError::WeightOutOfRange {
+                weight: vnodes,
+                max: self.max_vnodes,
+            })
         } else {
             Err(RingError::VnodesOutOfRange {
                 vnodes,
                 max: self.max_vnodes,
             })
+        }
+    }
+
+    /// Checks that `cur` with `replaced` (if any) given weight `weight`, or
+    /// with a new node of that weight, stays within the ring's limits.
+    fn check_capacity(
+        &self,
+        cur: &RingTable,
+        replaced: Option<&NodeInfo>,
+        weight: u32,
+    ) -> Result<(), RingError> {
+        match self.placement {
+            Placement::Xxh3 => {
+                let old = replaced.map_or(0, |n| n.vnodes as usize);
+                check_points(cur.point_count() - old + weight as usize)
+            }
+            Placement::Ketama => {
+                let others: u64 = cur
+                    .nodes()
+                    .iter()
+                    .filter(|n| Some(n.id) != replaced.map(|r| r.id))
+                    .map(|n| u64::from(n.weight))
+                    .sum();
+                let total = others + u64::from(weight);
+                if total > u64::from(u32::MAX) {
+                    return Err(RingError::TotalWeightTooLarge { total });
+                }
+                // Ketama gives n servers at most 160 n points in all.
+                let servers = cur.node_count() + usize::from(replaced.is_none());
+                check_points(servers * crate::hash::KETAMA_POINTS_PER_SERVER as usize)
+            }
         }
     }
 
@@ -444,7 +535,7 @@ mod tests {
         );
         assert_eq!(
             ring.add_node("", 10),
-            Err(RingError::InvalidName { len: 0 })
+            Err(RingError::InvalidName { len: 0, max: 255 })
         );
         assert_eq!(
             ring.add_node("b", 0),

@@ -72,7 +72,10 @@ impl ReferenceRing {
     /// Same contract as [`super::Ring::add_node`].
     pub fn add_node(&mut self, name: &str, vnodes: u32) -> Result<NodeId, RingError> {
         if !(1..=MAX_NAME_BYTES).contains(&name.len()) {
-            return Err(RingError::InvalidName { len: name.len() });
+            return Err(RingError::InvalidName {
+                len: name.len(),
+                max: MAX_NAME_BYTES,
+            });
         }
         self.vnodes_ok(vnodes)?;
         if self.members.values().any(|(n, _)| n == name) {

@@ -6,12 +6,29 @@
 //!
 //! # Order of points
 //!
-//! Points are sorted by `(point, owner name)`. Ordering ties by *name* rather
-//! than by `NodeId` makes collisions resolve the same way in every process,
-//! whatever order the nodes were added in (ids depend on that order, names do
-//! not): on a collision the node whose name sorts first owns the point.
-//! A lookup takes the first point `>= key_hash`, wrapping past the largest
+//! Under [`Placement::Xxh3`] points are sorted by `(point, owner name)`.
+//! Ordering ties by *name* rather than by `NodeId` makes collisions resolve
+//! the same way in every process, whatever order the nodes were added in (ids
+//! depend on that order, names do not): on a collision the node whose name
+//! sorts first owns the point.
+//!
+//! Under [`Placement::Ketama`] ties go by server order instead, as in
+//! libmemcached (whose continuum is sorted by value with a stable sort of the
+//! server list): points are sorted by `(point, NodeId)`, and ids follow the
+//! order nodes joined, which is the server-list order when a cluster is built
+//! from a list.
+//!
+//! A lookup takes the first point `>= key hash`, wrapping past the largest
 //! point to the first one.
+//!
+//! # Edits
+//!
+//! Under xxh3 a node's points depend only on its own name and weight, so an
+//! edit merges or subtracts that node's sorted run. Under ketama every node's
+//! point count depends on the total weight and the server count, so an edit
+//! rebuilds the table: about 40 MD5 digests per node (a 1000-node ring costs
+//! 40 000 digests, a few milliseconds). Edits are rare and off the lookup
+//! path either way.
 //!
 //! # The lookup index
 //!
@@ -20,14 +37,15 @@
 //! many buckets as points), and `index[b]` is the first point in bucket `b`
 //! or later. A lookup reads `index[b]` and `index[b + 1]` and scans the one or
 //! two points between them, so it costs a constant number of cache lines
-//! instead of a binary search's `log2(points)` dependent loads.
+//! instead of a binary search's `log2(points)` dependent loads. Buckets cut
+//! the placement's own hash space: 2^64 for xxh3, 2^32 for ketama.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::NodeId;
-use crate::hash::{key_hash, vnode_point};
+use crate::hash::{ketama_points, ketama_points_per_server, vnode_point, Placement};
 
 /// The most buckets a lookup index gets: 2^22 entries of 4 bytes (16 MiB).
 /// Rings larger than this (over 4M points) share buckets, which costs a
@@ -45,7 +63,12 @@ pub struct NodeInfo {
     pub id: NodeId,
     /// The node's unique name; its points derive from it.
     pub name: Arc<str>,
-    /// How many points (virtual nodes) the node has on the ring.
+    /// The node's weight as configured: its vnode count under xxh3, its
+    /// ketama weight under ketama.
+    pub weight: u32,
+    /// How many points (virtual nodes) the node has on the ring: equal to
+    /// `weight` under xxh3, derived from all weights under ketama. Tables
+    /// compute it; [`RingTable::build`] ignores what the caller put here.
     pub vnodes: u32,
 }
 
@@ -56,9 +79,11 @@ pub struct NodeShare {
     pub id: NodeId,
     /// The node's unique name.
     pub name: Arc<str>,
+    /// The node's weight (its vnode count under xxh3).
+    pub weight: u32,
     /// How many points the node has on the ring.
     pub vnodes: u32,
-    /// The fraction of the 64-bit hash space the node owns, in `[0, 1]`.
+    /// The fraction of the hash space the node owns, in `[0, 1]`.
     pub share: f64,
 }
 
@@ -67,35 +92,57 @@ pub struct NodeShare {
 #[derive(Clone, Debug)]
 pub struct RingTable {
     version: u64,
-    /// Sorted by `(point, owner name)`; see the module docs.
+    /// How keys and points hash; fixed for a ring's life.
+    placement: Placement,
+    /// Sorted by point, ties as the module docs say.
     points: Box<[u64]>,
     /// `owners[i]` owns `points[i]`.
     owners: Box<[NodeId]>,
     /// `index[b]` = first `i` with `points[i] >> shift >= b`; one extra
     /// entry at the end holds `points.len()`.
     index: Box<[u32]>,
-    /// `64 - bits`: a hash's bucket is `hash >> shift`.
+    /// `space_bits - bits`: a hash's bucket is `hash >> shift`.
     shift: u32,
+    /// The last bucket (`index.len() - 2`): a position beyond the hash
+    /// space (only possible through [`RingTable::lookup_hash`] on a ketama
+    /// table) is clamped to it, where it finds no point and wraps.
+    last_bucket: usize,
     /// Members, sorted by id.
     nodes: Box<[NodeInfo]>,
 }
 
 impl RingTable {
-    /// An empty ring at the given version: every lookup answers `None`.
+    /// An empty xxh3 ring at the given version: every lookup answers `None`.
     pub fn empty(version: u64) -> RingTable {
-        RingTable::from_sorted(version, Vec::new(), (Vec::new(), Vec::new()))
+        RingTable::empty_with(Placement::Xxh3, version)
     }
 
-    /// Builds a table from scratch from a member list, sorting every point.
+    /// An empty ring of `placement` at the given version.
+    pub fn empty_with(placement: Placement, version: u64) -> RingTable {
+        RingTable::from_sorted(placement, version, Vec::new(), (Vec::new(), Vec::new()))
+    }
+
+    /// Builds an xxh3 table from scratch from a member list.
     ///
-    /// Edits of a live ring do not come this way (they merge, see
-    /// [`RingTable::with_node`]); this is for building a ring in one go.
+    /// See [`RingTable::build_with`].
+    pub fn build(version: u64, nodes: Vec<NodeInfo>) -> RingTable {
+        RingTable::build_with(Placement::Xxh3, version, nodes)
+    }
+
+    /// Builds a table of `placement` from scratch from a member list,
+    /// sorting every point. Each node's `vnodes` is computed from the
+    /// weights (the value passed in is ignored).
+    ///
+    /// Edits of a live xxh3 ring do not come this way (they merge, see
+    /// [`RingTable::with_node`]); ketama edits do, since every node's point
+    /// count may change.
     ///
     /// # Panics
     ///
-    /// Panics if two members share an id or a name, or a name is longer than
-    /// [`crate::hash::MAX_NAME_BYTES`]; [`super::Ring`] validates first.
-    pub fn build(version: u64, mut nodes: Vec<NodeInfo>) -> RingTable {
+    /// Panics if two members share an id or a name, a name is longer than
+    /// the placement's [`Placement::max_name_bytes`], or (ketama) the weights
+    /// sum past `u32::MAX`; [`super::Ring`] validates first.
+    pub fn build_with(placement: Placement, version: u64, mut nodes: Vec<NodeInfo>) -> RingTable {
         nodes.sort_by_key(|n| n.id);
         assert!(
             nodes.windows(2).all(|w| w[0].id != w[1].id),
@@ -103,33 +150,75 @@ impl RingTable {
         );
         let names: HashSet<&str> = nodes.iter().map(|n| &*n.name).collect();
         assert_eq!(names.len(), nodes.len(), "duplicate node name");
-        let mut entries: Vec<(u64, &str, NodeId)> = nodes
-            .iter()
-            .flat_map(|n| (0..n.vnodes).map(move |i| (vnode_point(&n.name, i), &*n.name, n.id)))
-            .collect();
-        entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let points = entries.iter().map(|e| e.0).collect();
-        let owners = entries.iter().map(|e| e.2).collect();
-        RingTable::from_sorted(version, nodes, (points, owners))
+        match placement {
+            Placement::Xxh3 => {
+                for n in &mut nodes {
+                    n.vnodes = n.weight;
+                }
+                let mut entries: Vec<(u64, &str, NodeId)> = nodes
+                    .iter()
+                    .flat_map(|n| {
+                        (0..n.vnodes).map(move |i| (vnode_point(&n.name, i), &*n.name, n.id))
+                    })
+                    .collect();
+                entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                let points = entries.iter().map(|e| e.0).collect();
+                let owners = entries.iter().map(|e| e.2).collect();
+                RingTable::from_sorted(placement, version, nodes, (points, owners))
+            }
+            Placement::Ketama => {
+                let total: u64 = nodes.iter().map(|n| u64::from(n.weight)).sum();
+                let total = u32::try_from(total).expect("total ketama weight fits u32");
+                let servers = u32::try_from(nodes.len()).expect("node count fits u32");
+                let mut entries: Vec<(u64, NodeId)> = Vec::new();
+                for n in &mut nodes {
+                    n.vnodes = ketama_points_per_server(n.weight, total, servers);
+                    for k in 0..n.vnodes / 4 {
+                        let four = ketama_points(&n.name, k);
+                        entries.extend(four.iter().map(|&p| (u64::from(p), n.id)));
+                    }
+                }
+                // Ties by server order (id), as libmemcached's stable sort.
+                entries.sort_unstable();
+                let points = entries.iter().map(|e| e.0).collect();
+                let owners = entries.iter().map(|e| e.1).collect();
+                RingTable::from_sorted(placement, version, nodes, (points, owners))
+            }
+        }
     }
 
     /// Freezes sorted points and owners into a table and builds the index.
     fn from_sorted(
+        placement: Placement,
         version: u64,
         nodes: Vec<NodeInfo>,
         (points, owners): (Vec<u64>, Vec<NodeId>),
     ) -> RingTable {
         debug_assert_eq!(points.len(), owners.len());
         debug_assert!(points.windows(2).all(|w| w[0] <= w[1]));
-        let (index, shift) = build_index(&points);
+        let (index, shift) = build_index(&points, placement.space_bits());
         RingTable {
             version,
+            placement,
             points: points.into_boxed_slice(),
             owners: owners.into_boxed_slice(),
+            last_bucket: index.len() - 2,
             index,
             shift,
             nodes: nodes.into_boxed_slice(),
         }
+    }
+
+    /// How this table places keys.
+    #[inline]
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// A ring position as a fraction of the placement's hash space, in
+    /// `[0, 1)`: for drawing and for comparing rings of either scheme.
+    pub fn fraction(&self, position: u64) -> f64 {
+        position as f64 / 2f64.powi(self.placement.space_bits() as i32)
     }
 
     /// The version this snapshot was published as; every edit adds one.
@@ -179,8 +268,10 @@ impl RingTable {
     #[inline]
     fn position(&self, hash: u64) -> usize {
         // `shift` is at most 63 (there are at least 2 buckets), so the shift
-        // cannot overflow, and `bucket + 1 < index.len()`.
-        let bucket = (hash >> self.shift) as usize;
+        // cannot overflow. A hash inside the hash space lands in a bucket
+        // `<= last_bucket`; `min` clamps one beyond it (a caller's
+        // out-of-range ketama position), so `bucket + 1 < index.len()`.
+        let bucket = ((hash >> self.shift) as usize).min(self.last_bucket);
         let lo = self.index[bucket] as usize;
         let hi = self.index[bucket + 1] as usize;
         // Every point in `lo..hi` is in this bucket and `points[hi]` (if
@@ -201,10 +292,25 @@ impl RingTable {
     /// The node that owns `key`, or `None` on an empty ring.
     #[inline]
     pub fn lookup(&self, key: &[u8]) -> Option<NodeId> {
-        self.lookup_hash(key_hash(key))
+        self.lookup_hash(self.placement.key_hash(key))
     }
 
-    /// The node that owns ring position `hash` (a [`key_hash`] value).
+    /// The position of `key` on this ring: [`Placement::key_hash`] of the
+    /// table's placement.
+    #[inline]
+    pub fn key_hash(&self, key: &[u8]) -> u64 {
+        self.placement.key_hash(key)
+    }
+
+    /// The ring position at which `key`'s owner is found: the first point
+    /// `>= key_hash(key)`, wrapping; `None` on an empty ring.
+    pub fn point_for(&self, key: &[u8]) -> Option<u64> {
+        (!self.points.is_empty()).then(|| self.points[self.position(self.key_hash(key))])
+    }
+
+    /// The node that owns ring position `hash` (a [`RingTable::key_hash`]
+    /// value). A position beyond the placement's hash space wraps to the
+    /// first point, as a position past the last point does.
     #[inline]
     pub fn lookup_hash(&self, hash: u64) -> Option<NodeId> {
         if self.points.is_empty() {
@@ -223,7 +329,7 @@ impl RingTable {
         if want == 0 {
             return out;
         }
-        let start = self.position(key_hash(key));
+        let start = self.position(self.key_hash(key));
         // A set only pays off for large replica counts; small ones scan `out`.
         let mut seen = (want > 16).then(|| HashSet::with_capacity(want));
         let len = self.points.len();
@@ -247,14 +353,16 @@ impl RingTable {
     ///
     /// Point `i` owns the arc `(points[i-1], points[i]]`; the first point
     /// also owns the wrap-around arc past the last point. Shares sum to 1
-    /// (up to rounding) on a non-empty ring.
+    /// (up to rounding) on a non-empty ring. A ketama node whose weight is
+    /// too small for a single hash has no point and a share of 0.
     pub fn shares(&self) -> Vec<NodeShare> {
+        let space = 1u128 << self.placement.space_bits();
         let mut arcs = vec![0u128; self.nodes.len()];
         let mut prev = self.points.last().copied().unwrap_or(0);
         for (i, (&p, &owner)) in self.points.iter().zip(self.owners.iter()).enumerate() {
-            // The wrap arc of the first point is 2^64 - last + first.
+            // The wrap arc of the first point is space - last + first.
             let arc = if i == 0 {
-                (1u128 << 64) - u128::from(prev) + u128::from(p)
+                space - u128::from(prev) + u128::from(p)
             } else {
                 u128::from(p - prev)
             };
@@ -265,67 +373,78 @@ impl RingTable {
             arcs[slot] += arc;
             prev = p;
         }
-        let total = (1u128 << 64) as f64;
+        let total = space as f64;
         self.nodes
             .iter()
             .zip(arcs)
             .map(|(n, arc)| NodeShare {
                 id: n.id,
                 name: n.name.clone(),
+                weight: n.weight,
                 vnodes: n.vnodes,
                 share: arc as f64 / total,
             })
             .collect()
     }
 
-    /// A new table at `version` with `node` added and its points merged in.
+    /// A new table at `version` with `node` added.
     ///
-    /// The caller has checked that the id and name are new.
-    pub(crate) fn with_node(&self, version: u64, node: NodeInfo) -> RingTable {
-        let added = sorted_points(&node.name, 0..node.vnodes);
+    /// Under xxh3 its points are merged in and `node.vnodes` is set to its
+    /// weight; under ketama the table is rebuilt. The caller has checked that
+    /// the id and name are new.
+    pub(crate) fn with_node(&self, version: u64, mut node: NodeInfo) -> RingTable {
         let mut nodes = self.nodes.to_vec();
         let id = node.id;
         let at = nodes.partition_point(|n| n.id < id);
+        if self.placement == Placement::Ketama {
+            nodes.insert(at, node);
+            return RingTable::build_with(self.placement, version, nodes);
+        }
+        node.vnodes = node.weight;
+        let added = sorted_points(&node.name, 0..node.vnodes);
         nodes.insert(at, node);
         let merged = self.merge(&nodes, &added, id);
-        RingTable::from_sorted(version, nodes, merged)
+        RingTable::from_sorted(self.placement, version, nodes, merged)
     }
 
-    /// A new table at `version` without node `id` and its points.
+    /// A new table at `version` without node `id` and its points (ketama:
+    /// rebuilt, since the others' point counts change).
     pub(crate) fn without_node(&self, version: u64, id: NodeId) -> RingTable {
         let nodes: Vec<NodeInfo> = self.nodes.iter().filter(|n| n.id != id).cloned().collect();
+        if self.placement == Placement::Ketama {
+            return RingTable::build_with(self.placement, version, nodes);
+        }
         let kept = self
             .points()
             .filter(|&(_, owner)| owner != id)
             .unzip::<u64, NodeId, Vec<_>, Vec<_>>();
-        RingTable::from_sorted(version, nodes, kept)
+        RingTable::from_sorted(self.placement, version, nodes, kept)
     }
 
-    /// A new table at `version` in which node `id` has `vnodes` points.
+    /// A new table at `version` in which node `id` has weight `weight`.
     ///
-    /// Raising from `v` to `w` merges in points `v..w`; lowering removes
-    /// points `w..v`. No other point changes.
-    pub(crate) fn with_vnodes(&self, version: u64, id: NodeId, vnodes: u32) -> RingTable {
+    /// Under xxh3 (weight = vnodes), raising from `v` to `w` merges in points
+    /// `v..w`; lowering removes points `w..v`; no other point changes. Under
+    /// ketama the table is rebuilt from the new weights.
+    pub(crate) fn with_weight(&self, version: u64, id: NodeId, weight: u32) -> RingTable {
         let mut nodes = self.nodes.to_vec();
         let slot = nodes
             .binary_search_by_key(&id, |n| n.id)
             .expect("caller checked membership");
+        nodes[slot].weight = weight;
+        if self.placement == Placement::Ketama {
+            return RingTable::build_with(self.placement, version, nodes);
+        }
         let old = nodes[slot].vnodes;
+        let vnodes = weight;
         nodes[slot].vnodes = vnodes;
         let name = nodes[slot].name.clone();
-        match vnodes.cmp(&old) {
-            Ordering::Equal => RingTable::from_sorted(version, nodes, self.arrays()),
-            Ordering::Greater => {
-                let added = sorted_points(&name, old..vnodes);
-                let merged = self.merge(&nodes, &added, id);
-                RingTable::from_sorted(version, nodes, merged)
-            }
-            Ordering::Less => {
-                let removed = sorted_points(&name, vnodes..old);
-                let kept = self.subtract(&removed, id);
-                RingTable::from_sorted(version, nodes, kept)
-            }
-        }
+        let arrays = match vnodes.cmp(&old) {
+            Ordering::Equal => self.arrays(),
+            Ordering::Greater => self.merge(&nodes, &sorted_points(&name, old..vnodes), id),
+            Ordering::Less => self.subtract(&sorted_points(&name, vnodes..old), id),
+        };
+        RingTable::from_sorted(self.placement, version, nodes, arrays)
     }
 
     fn arrays(&self) -> (Vec<u64>, Vec<NodeId>) {
@@ -403,8 +522,9 @@ fn sorted_points(name: &str, range: std::ops::Range<u32>) -> Vec<u64> {
     points
 }
 
-/// Builds the bucket index for sorted `points`; returns it and the shift.
-fn build_index(points: &[u64]) -> (Box<[u32]>, u32) {
+/// Builds the bucket index for sorted `points`, all below `2^space_bits`;
+/// returns it and the shift.
+fn build_index(points: &[u64], space_bits: u32) -> (Box<[u32]>, u32) {
     // At least as many buckets as points (so a bucket holds about one
     // point), at least 2 (so the shift stays below 64), at most 2^MAX.
     let bits = points
@@ -412,7 +532,7 @@ fn build_index(points: &[u64]) -> (Box<[u32]>, u32) {
         .next_power_of_two()
         .trailing_zeros()
         .clamp(1, MAX_INDEX_BITS);
-    let shift = 64 - bits;
+    let shift = space_bits - bits;
     let buckets = 1usize << bits;
     let mut index = Vec::with_capacity(buckets + 1);
     let mut i = 0usize;
@@ -430,10 +550,13 @@ fn build_index(points: &[u64]) -> (Box<[u32]>, u32) {
 mod tests {
     use super::*;
 
+    use crate::hash::key_hash;
+
     fn info(id: u32, name: &str, vnodes: u32) -> NodeInfo {
         NodeInfo {
             id: NodeId(id),
             name: Arc::from(name),
+            weight: vnodes,
             vnodes,
         }
     }
@@ -483,8 +606,8 @@ mod tests {
         assert_eq!(merged.points, rebuilt.points);
         assert_eq!(merged.owners, rebuilt.owners);
         assert_eq!(merged.index, rebuilt.index);
-        let up = merged.with_vnodes(3, NodeId(1), 90);
-        let down = up.with_vnodes(4, NodeId(1), 30);
+        let up = merged.with_weight(3, NodeId(1), 90);
+        let down = up.with_weight(4, NodeId(1), 30);
         assert_eq!(down.points, rebuilt.points);
         assert_eq!(down.owners, rebuilt.owners);
         let gone = down.without_node(5, NodeId(1));
@@ -499,5 +622,45 @@ mod tests {
         assert!((sum - 1.0).abs() < 1e-9, "{sum}");
         let single = RingTable::build(1, vec![info(0, "solo", 1)]);
         assert!((single.shares()[0].share - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ketama_index_covers_the_32_bit_space() {
+        let t = RingTable::build_with(
+            Placement::Ketama,
+            1,
+            vec![info(0, "a", 1), info(1, "b", 2), info(2, "c", 3)],
+        );
+        assert_eq!(t.point_count(), 160 * 3);
+        assert!(t.points.iter().all(|&p| p <= u64::from(u32::MAX)));
+        for h in (0..=u64::from(u32::MAX)).step_by(9_999_991) {
+            let pos = t.points.partition_point(|&p| p < h) % t.points.len();
+            assert_eq!(t.lookup_hash(h), Some(t.owners[pos]));
+        }
+        // Beyond the 32-bit space: past every point, so it wraps.
+        assert_eq!(t.lookup_hash(u64::MAX), Some(t.owners[0]));
+        assert_eq!(t.lookup_hash(1 << 40), Some(t.owners[0]));
+        let sum: f64 = t.shares().iter().map(|s| s.share).sum();
+        assert!((sum - 1.0).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn ketama_edits_equal_rebuilds() {
+        let k = Placement::Ketama;
+        let base = RingTable::build_with(k, 1, vec![info(0, "a", 5), info(2, "c", 1)]);
+        let added = base.with_node(2, info(1, "b", 3));
+        let rebuilt = RingTable::build_with(
+            k,
+            2,
+            vec![info(0, "a", 5), info(1, "b", 3), info(2, "c", 1)],
+        );
+        assert_eq!(added.points, rebuilt.points);
+        assert_eq!(added.owners, rebuilt.owners);
+        assert_eq!(added.nodes, rebuilt.nodes);
+        let reweighted = added.with_weight(3, NodeId(1), 9);
+        assert_eq!(reweighted.node(NodeId(1)).unwrap().weight, 9);
+        let gone = reweighted.without_node(4, NodeId(1));
+        assert_eq!(gone.points, base.points);
+        assert_eq!(gone.nodes, base.nodes);
     }
 }
