@@ -38,10 +38,9 @@ use std::time::{Duration, Instant};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use parking_lot::Mutex;
 
-use crate::hash::key_hash;
 use crate::node::{MemStore, NodeStats, SetOutcome, Store, StoreError, Value};
 use crate::rebalance::{self, Progress, RebalanceStatus};
-use crate::ring::{NodeId, Ring, RingError, RingTable};
+use crate::ring::{NodeId, Placement, Ring, RingError, RingTable};
 
 /// Number of per-key lock stripes writers and the mover share during a
 /// migration. 1024 keeps two unrelated keys on one stripe rare (a writer
@@ -63,8 +62,10 @@ const READ_RETRIES: usize = 8;
 pub struct ClusterConfig {
     /// Memory cap of each embedded node, in bytes.
     pub node_max_bytes: usize,
-    /// The largest vnode count of one node.
+    /// The largest vnode count (ketama: weight) of one node.
     pub max_vnodes: u32,
+    /// How the ring places keys; fixed for the cluster's life.
+    pub placement: Placement,
     /// How often the sweeper reclaims expired entries.
     pub sweep_interval: Duration,
 }
@@ -75,6 +76,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             node_max_bytes: 256 << 20,
             max_vnodes: crate::ring::DEFAULT_MAX_VNODES,
+            placement: Placement::Xxh3,
             sweep_interval: Duration::from_secs(1),
         }
     }
@@ -140,7 +142,10 @@ pub struct NodeStatus {
     pub id: NodeId,
     /// The node's name.
     pub name: Arc<str>,
-    /// Its vnode count in the current ring (its last count if draining).
+    /// Its weight: its vnode count under xxh3, its ketama weight under
+    /// ketama (its last one if draining).
+    pub weight: u32,
+    /// Its point count in the current ring (its last count if draining).
     pub vnodes: u32,
     /// Its share of the hash space in the current ring (0 if draining).
     pub share: f64,
@@ -154,7 +159,9 @@ pub struct NodeStatus {
 pub(crate) struct NodeSlot {
     pub(crate) id: NodeId,
     pub(crate) name: Arc<str>,
-    /// Its vnode count when it was last in the ring.
+    /// Its weight when it was last in the ring.
+    pub(crate) weight: u32,
+    /// Its point count when it was last in the ring.
     pub(crate) vnodes: u32,
     pub(crate) store: Arc<dyn Store>,
 }
@@ -304,7 +311,7 @@ impl fmt::Debug for Cluster {
 impl Cluster {
     /// An empty cluster; starts its mover and sweeper threads.
     pub fn new(config: ClusterConfig) -> Cluster {
-        let ring = Ring::with_max_vnodes(config.max_vnodes);
+        let ring = Ring::with_placement(config.placement, config.max_vnodes);
         let first = Arc::new(ring.pin().clone());
         let inner = Arc::new(Inner {
             ring,
@@ -369,7 +376,7 @@ impl Cluster {
     ///
     /// [`ClusterError::NoNodes`] on an empty cluster.
     pub fn get(&self, key: &[u8]) -> Result<Served<Option<Value>>, ClusterError> {
-        let hash = key_hash(key);
+        let hash = self.inner.config.placement.key_hash(key);
         let guard = epoch::pin();
         let mut topo = self.inner.topology(&guard);
         let mut attempt = 0;
@@ -426,7 +433,7 @@ impl Cluster {
         let value = value.into();
         let expires_at = ttl.map(|t| Instant::now() + t);
         self.write(
-            key_hash(key),
+            self.inner.config.placement.key_hash(key),
             |owner| Ok(owner.set(key, value, expires_at)?),
             // A live older copy means the key existed: this set replaced it.
             |old, outcome| {
@@ -449,7 +456,7 @@ impl Cluster {
     /// [`ClusterError::NoNodes`] on an empty cluster.
     pub fn delete(&self, key: &[u8]) -> Result<Served<bool>, ClusterError> {
         self.write(
-            key_hash(key),
+            self.inner.config.placement.key_hash(key),
             |owner| Ok(owner.delete(key)),
             |old, existed| *existed |= old.delete(key),
         )
@@ -501,7 +508,8 @@ impl Cluster {
         self.inner.topology(&guard).current().node_count()
     }
 
-    /// Adds a node with `vnodes` points. Returns at once; the keys it now
+    /// Adds a node of weight `vnodes`: its vnode count under xxh3, its
+    /// ketama weight under ketama (see [`Ring::add_node`]). Returns at once; the keys it now
     /// owns move in the background (see [`Cluster::rebalance_status`]).
     ///
     /// **Locking behaviour:** takes the membership mutex; may wait while
@@ -513,14 +521,19 @@ impl Cluster {
     pub fn add_node(&self, name: &str, vnodes: u32) -> Result<NodeId, ClusterError> {
         self.change(|ring| {
             let id = ring.add_node(name, vnodes)?;
-            log::info!("node {id} ({name:?}) joins with {vnodes} vnodes");
+            log::info!("node {id} ({name:?}) joins with {}", self.size_text(vnodes));
             Ok((
                 id,
                 Some(NodeSlot {
                     id,
                     name: Arc::from(name),
-                    vnodes,
-                    store: Arc::new(MemStore::new(self.inner.config.node_max_bytes)),
+                    weight: vnodes,
+                    // Set from the ring's count by `change`.
+                    vnodes: 0,
+                    store: Arc::new(MemStore::with_placement(
+                        self.inner.config.node_max_bytes,
+                        self.inner.config.placement,
+                    )),
                 }),
             ))
         })
@@ -546,8 +559,8 @@ impl Cluster {
         })
     }
 
-    /// Sets node `id`'s vnode count; the ring uses it at once and keys
-    /// follow in the background.
+    /// Sets node `id`'s vnode count (ketama: its weight); the ring uses it
+    /// at once and keys follow in the background.
     ///
     /// # Errors
     ///
@@ -555,9 +568,22 @@ impl Cluster {
     pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), ClusterError> {
         self.change(|ring| {
             ring.set_vnodes(id, vnodes)?;
-            log::info!("node {id} now has {vnodes} vnodes");
+            log::info!("node {id} now has {}", self.size_text(vnodes));
             Ok(((), None))
         })
+    }
+
+    /// How this cluster's ring places keys.
+    pub fn placement(&self) -> Placement {
+        self.inner.config.placement
+    }
+
+    /// "160 vnodes" or "weight 3", for logs.
+    fn size_text(&self, n: u32) -> String {
+        match self.placement() {
+            Placement::Xxh3 => format!("{n} vnodes"),
+            Placement::Ketama => format!("weight {n}"),
+        }
     }
 
     /// Applies one membership edit and publishes the topology for it.
@@ -589,14 +615,16 @@ impl Cluster {
             let at = nodes.partition_point(|n| n.id < slot.id);
             nodes.insert(at, Arc::new(slot));
         }
-        // Keep each slot's vnode count in step with the ring (for listings of
-        // draining nodes, which the ring no longer knows).
+        // Keep each slot's weight and point count in step with the ring (for
+        // listings of draining nodes, which the ring no longer knows). Under
+        // ketama one edit changes every node's point count.
         for slot in nodes.iter_mut() {
             if let Some(info) = rings[0].node(slot.id) {
-                if info.vnodes != slot.vnodes {
+                if (info.weight, info.vnodes) != (slot.weight, slot.vnodes) {
                     *slot = Arc::new(NodeSlot {
                         id: slot.id,
                         name: slot.name.clone(),
+                        weight: info.weight,
                         vnodes: info.vnodes,
                         store: slot.store.clone(),
                     });
@@ -635,6 +663,7 @@ impl Cluster {
                 NodeStatus {
                     id: slot.id,
                     name: slot.name.clone(),
+                    weight: member.map_or(slot.weight, |s| s.weight),
                     vnodes: member.map_or(slot.vnodes, |s| s.vnodes),
                     share: member.map_or(0.0, |s| s.share),
                     draining: member.is_none(),

@@ -49,7 +49,7 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
-use crate::hash::key_hash;
+use crate::hash::Placement;
 
 /// Key bytes, shared so scans and evictions can hold a key without copying.
 pub type Key = Arc<[u8]>;
@@ -176,7 +176,7 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &[u8]) -> bool;
 
     /// One page of the node's keys, starting at `cursor` (0 for the first
-    /// page), keeping those whose placement hash ([`crate::hash::key_hash`])
+    /// page), keeping those whose placement hash ([`Placement::key_hash`])
     /// `filter` accepts. A full scan examines every key present for its whole
     /// duration at least once; keys added or removed meanwhile may or may
     /// not appear. Relocation filters by "not owned here", so a store that
@@ -283,6 +283,8 @@ pub struct MemStore {
     misses: StripedCounter,
     evictions: StripedCounter,
     expirations: StripedCounter,
+    /// Which key hash entries record (the cluster's ring's placement).
+    placement: Placement,
 }
 
 impl fmt::Debug for MemStore {
@@ -324,8 +326,16 @@ fn random() -> usize {
 }
 
 impl MemStore {
-    /// An empty node that holds at most `max_bytes` (see [`ENTRY_OVERHEAD`]).
+    /// An empty node that holds at most `max_bytes` (see [`ENTRY_OVERHEAD`]),
+    /// recording xxh3 placement hashes.
     pub fn new(max_bytes: usize) -> MemStore {
+        MemStore::with_placement(max_bytes, Placement::Xxh3)
+    }
+
+    /// An empty node whose entries record `placement`'s key hash, which
+    /// [`Store::scan`] filters on: it must be the placement of the ring the
+    /// node serves in.
+    pub fn with_placement(max_bytes: usize, placement: Placement) -> MemStore {
         MemStore {
             map: DashMap::with_hasher_and_shard_amount(ahash::RandomState::new(), SHARDS),
             max_bytes,
@@ -335,6 +345,7 @@ impl MemStore {
             misses: StripedCounter::new(),
             evictions: StripedCounter::new(),
             expirations: StripedCounter::new(),
+            placement,
         }
     }
 
@@ -368,7 +379,7 @@ impl MemStore {
         let stamp = self.clock.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             value,
-            hash: key_hash(&key),
+            hash: self.placement.key_hash(&key),
             expires_at,
             last_access: AtomicU64::new(stamp),
         };

@@ -83,7 +83,6 @@ use crossbeam_epoch as epoch;
 use parking_lot::{Condvar, Mutex};
 
 use crate::cluster::{Inner, NodeSlot};
-use crate::hash::key_hash;
 use crate::node::Key;
 
 /// Where relocation stands.
@@ -343,7 +342,8 @@ fn sweep_node(inner: &Inner, slot: &NodeSlot) {
             .progress
             .scanned
             .fetch_add(page.examined as u64, Ordering::Relaxed);
-        let candidates = page.keys.iter().map(|k| (key_hash(k), k));
+        let placement = inner.config.placement;
+        let candidates = page.keys.iter().map(|k| (placement.key_hash(k), k));
         for (hash, key) in candidates {
             move_key(inner, slot, key, hash);
         }
@@ -351,7 +351,7 @@ fn sweep_node(inner: &Inner, slot: &NodeSlot) {
     }
 }
 
-/// Moves `key` (whose [`key_hash`] is `hash`) from `src` to its owner if
+/// Moves `key` (whose placement hash is `hash`) from `src` to its owner if
 /// `src` is not its owner.
 fn move_key(inner: &Inner, src: &NodeSlot, key: &Key, hash: u64) {
     let _stripe = inner.stripe(hash).lock();
