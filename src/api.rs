@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{Cluster, ClusterError, NodeStatus};
 use crate::node::SetOutcome;
 use crate::rebalance::RebalanceStatus;
-use crate::ring::{NodeId, RingError};
+use crate::ring::{NodeId, Placement, RingError};
 
 /// Limits on what a request may carry.
 #[derive(Clone, Copy, Debug)]
@@ -29,8 +29,13 @@ pub struct Limits {
     /// Longest TTL accepted, in seconds (30 days, memcached's relative-TTL
     /// ceiling; past it a client almost certainly sent a timestamp).
     pub max_ttl_secs: u64,
-    /// vnodes a node added without a count gets.
+    /// vnodes a node added without a count gets (xxh3 placement; under
+    /// ketama a node added without a weight gets
+    /// [`crate::ring::DEFAULT_KETAMA_WEIGHT`]).
     pub default_vnodes: u32,
+    /// The cluster's placement: admin bodies give `vnodes` under xxh3 and
+    /// `weight` under ketama.
+    pub placement: Placement,
 }
 
 impl Default for Limits {
@@ -41,6 +46,7 @@ impl Default for Limits {
             max_admin_body_bytes: 64 << 10,
             max_ttl_secs: 30 * 24 * 3600,
             default_vnodes: 160,
+            placement: Placement::Xxh3,
         }
     }
 }
@@ -310,13 +316,46 @@ pub fn route(method: &str, target: &str, limits: &Limits) -> Result<Route, ApiEr
 struct AddNodeBody {
     name: String,
     vnodes: Option<u32>,
+    weight: Option<u32>,
 }
 
 /// Body of `PUT /nodes/{index}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetVnodesBody {
-    vnodes: u32,
+    vnodes: Option<u32>,
+    weight: Option<u32>,
+}
+
+/// The node size an admin body gives: `vnodes` under xxh3, `weight` under
+/// ketama (the other field is refused, so a body written for one kind of
+/// cluster never silently means something else in the other), or
+/// `default` when the body gives neither.
+fn node_size(
+    placement: Placement,
+    vnodes: Option<u32>,
+    weight: Option<u32>,
+    default: Option<u32>,
+) -> Result<u32, ApiError> {
+    let (given, other, field) = match placement {
+        Placement::Xxh3 => (vnodes, weight, "vnodes"),
+        Placement::Ketama => (weight, vnodes, "weight"),
+    };
+    if other.is_some() {
+        return Err(ApiError::new(
+            400,
+            match placement {
+                Placement::Xxh3 => "this cluster places keys by xxh3 vnodes: give \"vnodes\", not \"weight\" (weights are for hash: ketama)".to_owned(),
+                Placement::Ketama => "this cluster places keys by ketama: give \"weight\", not \"vnodes\" (a node's points follow from the weights)".to_owned(),
+            },
+        ));
+    }
+    given.or(default).ok_or_else(|| {
+        ApiError::new(
+            400,
+            format!("the body must give \"{field}\", like {{\"{field}\": 2}}"),
+        )
+    })
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], shape: &str) -> Result<T, ApiError> {
@@ -339,10 +378,10 @@ pub enum Command<'a> {
     AddNode {
         /// Its name.
         name: String,
-        /// Its vnode count.
+        /// Its vnode count (ketama: weight).
         vnodes: u32,
     },
-    /// Change a node's vnode count.
+    /// Change a node's vnode count (ketama: weight).
     SetVnodes(NodeId, u32),
     /// Remove a node.
     RemoveNode(NodeId),
@@ -378,14 +417,18 @@ pub fn command<'a>(
         Route::ListNodes => Command::ListNodes,
         Route::AddNode => {
             let b: AddNodeBody = parse_json(&body, r#"{"name": "cache-3", "vnodes": 160}"#)?;
+            let default = match limits.placement {
+                Placement::Xxh3 => limits.default_vnodes,
+                Placement::Ketama => crate::ring::DEFAULT_KETAMA_WEIGHT,
+            };
             Command::AddNode {
                 name: b.name,
-                vnodes: b.vnodes.unwrap_or(limits.default_vnodes),
+                vnodes: node_size(limits.placement, b.vnodes, b.weight, Some(default))?,
             }
         }
         Route::SetVnodes(id) => {
             let b: SetVnodesBody = parse_json(&body, r#"{"vnodes": 320}"#)?;
-            Command::SetVnodes(*id, b.vnodes)
+            Command::SetVnodes(*id, node_size(limits.placement, b.vnodes, b.weight, None)?)
         }
         Route::RemoveNode(id) => Command::RemoveNode(*id),
         Route::Ring => Command::Ring,
@@ -448,6 +491,7 @@ struct ErrorBody<'a> {
 struct NodeJson<'a> {
     index: u32,
     name: &'a str,
+    weight: u32,
     vnodes: u32,
     state: &'static str,
     keys: usize,
@@ -465,6 +509,7 @@ impl<'a> From<&'a NodeStatus> for NodeJson<'a> {
         NodeJson {
             index: n.id.0,
             name: &n.name,
+            weight: n.weight,
             vnodes: n.vnodes,
             state: if n.draining { "draining" } else { "serving" },
             keys: n.stats.keys,
@@ -516,6 +561,7 @@ impl From<RebalanceStatus> for RebalanceJson {
 struct RingNodeJson<'a> {
     index: u32,
     name: &'a str,
+    weight: u32,
     vnodes: u32,
     ownership: f64,
 }
@@ -554,6 +600,8 @@ struct BalanceJson {
 #[derive(Serialize)]
 struct RingJson<'a> {
     version: u64,
+    /// The placement: "xxh3" or "ketama".
+    hash: &'static str,
     points: usize,
     nodes: Vec<RingNodeJson<'a>>,
     balance: Option<BalanceJson>,
@@ -636,6 +684,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                 .map(|s| RingNodeJson {
                     index: s.id.0,
                     name: &s.name,
+                    weight: s.weight,
                     vnodes: s.vnodes,
                     ownership: s.share,
                 })
@@ -658,6 +707,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                 200,
                 &RingJson {
                     version: snap.version(),
+                    hash: snap.placement().as_str(),
                     points: snap.point_count(),
                     nodes,
                     balance,
@@ -675,7 +725,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
             let points: Vec<(f64, u32)> = snap
                 .points()
                 .step_by(step)
-                .map(|(p, owner)| (p as f64 / 18_446_744_073_709_551_616.0, owner.0))
+                .map(|(p, owner)| (snap.fraction(p), owner.0))
                 .collect();
             let reply = Reply::json(
                 200,
@@ -777,6 +827,65 @@ mod tests {
                 vnodes: 160
             })
         );
+        let ketama = Limits {
+            placement: Placement::Ketama,
+            ..l
+        };
+        assert_eq!(
+            command(
+                &Route::AddNode,
+                br#"{"name":"n","weight":3}"#.to_vec(),
+                &ketama
+            ),
+            Ok(Command::AddNode {
+                name: "n".into(),
+                vnodes: 3
+            })
+        );
+        assert_eq!(
+            command(&Route::AddNode, br#"{"name":"n"}"#.to_vec(), &ketama),
+            Ok(Command::AddNode {
+                name: "n".into(),
+                vnodes: crate::ring::DEFAULT_KETAMA_WEIGHT
+            })
+        );
+        let wrong = [
+            (
+                &Route::AddNode,
+                &br#"{"name":"n","vnodes":3}"#[..],
+                &ketama,
+                "give \"weight\"",
+            ),
+            (
+                &Route::SetVnodes(NodeId(0)),
+                br#"{"vnodes":3}"#,
+                &ketama,
+                "give \"weight\"",
+            ),
+            (
+                &Route::SetVnodes(NodeId(0)),
+                br#"{"weight":3}"#,
+                &l,
+                "give \"vnodes\"",
+            ),
+            (
+                &Route::SetVnodes(NodeId(0)),
+                br#"{}"#,
+                &l,
+                "must give \"vnodes\"",
+            ),
+            (
+                &Route::SetVnodes(NodeId(0)),
+                br#"{}"#,
+                &ketama,
+                "must give \"weight\"",
+            ),
+        ];
+        for (route, body, limits, says) in wrong {
+            let err = command(route, body.to_vec(), limits).unwrap_err();
+            assert_eq!(err.status, 400);
+            assert!(err.message.contains(says), "{}", err.message);
+        }
         for bad in [
             &br#"{"name":1}"#[..],
             b"{",

@@ -17,6 +17,23 @@
 //!     vnodes: 320
 //! ```
 //!
+//! # Ketama placement
+//!
+//! `hash: ketama` places keys as libmemcached's weighted ketama does (and
+//! twemproxy with `distribution: ketama`, `hash: md5`), so ringcache agrees
+//! with an existing ketama pool on every key. Nodes then have a `weight`
+//! (default 1) instead of `vnodes`, and must be named as the pool names its
+//! servers: twemproxy's configured name when its server line has one,
+//! otherwise `host:port`, or just `host` when the port is 11211. List them
+//! in the pool's server order (it breaks ties between equal points).
+//!
+//! ```yaml
+//! hash: ketama
+//! nodes:
+//!   - { name: 10.0.1.1, weight: 600 }      # 10.0.1.1:11211:600
+//!   - { name: "10.0.1.2:11212", weight: 300 }
+//! ```
+//!
 //! # File and admin API
 //!
 //! **The file is the source of truth each time it changes.** A reload whose
@@ -30,7 +47,8 @@
 //! # What can change live
 //!
 //! `nodes`, `default_vnodes` and `reload_interval` apply on reload.
-//! `listen`, `limits` and `admin_token_file` are read at startup; a reload
+//! `listen`, `hash`, `limits` and `admin_token_file` are read at startup
+//! (changing `hash` would move nearly every key at once); a reload
 //! that changes them is rejected as a whole (restart to change them), like
 //! any other invalid file: bad YAML, an unknown field, a duplicate or bad
 //! name, vnodes out of range, no nodes. A rejected file changes nothing, is
@@ -48,7 +66,8 @@ use parking_lot::{Condvar, Mutex};
 use serde::Deserialize;
 
 use crate::cluster::{Cluster, ClusterError};
-use crate::ring::DEFAULT_MAX_VNODES;
+use crate::hash::Placement;
+use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES};
 
 /// A byte size: a number, or a number with a unit (`B`, `KiB`, `MiB`,
 /// `GiB`, `KB`, `MB`, `GB`).
@@ -91,6 +110,12 @@ fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     }
 }
 
+fn placement<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Placement, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
+}
+
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
@@ -128,8 +153,10 @@ impl Default for FileLimits {
 pub struct FileNode {
     /// The node's unique name.
     pub name: String,
-    /// Its vnode count (the file's `default_vnodes` when absent).
+    /// Its vnode count (the file's `default_vnodes` when absent); xxh3 only.
     pub vnodes: Option<u32>,
+    /// Its ketama weight (1 when absent); `hash: ketama` only.
+    pub weight: Option<u32>,
 }
 
 /// The cluster file.
@@ -139,9 +166,13 @@ pub struct FileConfig {
     /// Listen address.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// vnodes of a node that names none.
-    #[serde(default = "default_vnodes")]
-    pub default_vnodes: u32,
+    /// How keys are placed: `xxh3` (the default) or `ketama`.
+    #[serde(default, deserialize_with = "placement")]
+    pub hash: Placement,
+    /// vnodes of a node that names none (xxh3 only; see
+    /// [`FileConfig::default_vnodes`]).
+    #[serde(default, rename = "default_vnodes")]
+    pub default_vnodes_given: Option<u32>,
     /// How often the file is checked for changes.
     #[serde(default = "default_interval", deserialize_with = "duration")]
     pub reload_interval: Duration,
@@ -158,9 +189,8 @@ pub struct FileConfig {
 fn default_listen() -> String {
     "127.0.0.1:8000".into()
 }
-fn default_vnodes() -> u32 {
-    160
-}
+/// vnodes of a node when neither it nor `default_vnodes` gives a count.
+const DEFAULT_VNODES: u32 = 160;
 fn default_interval() -> Duration {
     Duration::from_secs(5)
 }
@@ -198,6 +228,21 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
+/// Finds the line that names node `name` (`name: NAME`, quoted or not,
+/// block or flow style).
+fn line_of_node(text: &str, name: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.find("name:").is_some_and(|i| {
+                l[i + 5..]
+                    .trim_start()
+                    .trim_start_matches(['"', '\''])
+                    .starts_with(name)
+            })
+        })
+        .map(|i| i + 1)
+}
+
 impl FileConfig {
     /// Parses and validates a file's text.
     ///
@@ -220,23 +265,68 @@ impl FileConfig {
             ));
         }
         let range = 1..=DEFAULT_MAX_VNODES;
-        if !range.contains(&self.default_vnodes) {
+        let ketama = self.hash == Placement::Ketama;
+        if ketama && self.default_vnodes_given.is_some() {
+            return Err(ConfigError {
+                message: "default_vnodes does not apply with hash: ketama; ketama nodes have a weight (default 1)".into(),
+                line: line_of(text, "default_vnodes"),
+            });
+        }
+        if !range.contains(&self.default_vnodes()) {
             return Err(ConfigError {
                 message: format!(
                     "default_vnodes must be between 1 and {DEFAULT_MAX_VNODES}, got {}",
-                    self.default_vnodes
+                    self.default_vnodes()
                 ),
                 line: line_of(text, "default_vnodes"),
             });
         }
+        let max_name = self.hash.max_name_bytes();
         let mut seen = HashSet::new();
         for n in &self.nodes {
-            let at = || line_of(text, &n.name);
-            if n.name.is_empty() || n.name.len() > crate::hash::MAX_NAME_BYTES {
+            let at = || line_of_node(text, &n.name);
+            if n.name.is_empty() || n.name.len() > max_name {
                 return Err(ConfigError {
-                    message: format!("node name {:?} must be 1 to 255 bytes", n.name),
+                    message: format!(
+                        "node name {:?} must be 1 to {max_name} bytes{}",
+                        n.name,
+                        if ketama {
+                            " with hash: ketama (libmemcached's and twemproxy's limit)"
+                        } else {
+                            ""
+                        }
+                    ),
                     line: at(),
                 });
+            }
+            if ketama && n.vnodes.is_some() {
+                return Err(ConfigError {
+                    message: format!(
+                        "node {:?}: with hash: ketama a node has a weight, not vnodes; its points follow from the weights",
+                        n.name
+                    ),
+                    line: at(),
+                });
+            }
+            if !ketama && n.weight.is_some() {
+                return Err(ConfigError {
+                    message: format!(
+                        "node {:?}: weight applies only with hash: ketama; give vnodes instead",
+                        n.name
+                    ),
+                    line: at(),
+                });
+            }
+            if let Some(w) = n.weight {
+                if !range.contains(&w) {
+                    return Err(ConfigError {
+                        message: format!(
+                            "node {:?}: weight must be between 1 and {DEFAULT_MAX_VNODES}, got {w}",
+                            n.name
+                        ),
+                        line: at(),
+                    });
+                }
             }
             if !seen.insert(&n.name) {
                 return Err(ConfigError {
@@ -282,11 +372,24 @@ impl FileConfig {
         Ok(())
     }
 
-    /// Each node's vnode count, by name.
-    pub fn vnodes_by_name(&self) -> Vec<(&str, u32)> {
+    /// vnodes of a node that names none: the file's `default_vnodes`, or
+    /// 160.
+    pub fn default_vnodes(&self) -> u32 {
+        self.default_vnodes_given.unwrap_or(DEFAULT_VNODES)
+    }
+
+    /// Each node's weight (its vnode count under xxh3, its ketama weight
+    /// under ketama), by name, in file order.
+    pub fn weights_by_name(&self) -> Vec<(&str, u32)> {
         self.nodes
             .iter()
-            .map(|n| (n.name.as_str(), n.vnodes.unwrap_or(self.default_vnodes)))
+            .map(|n| {
+                let weight = match self.hash {
+                    Placement::Xxh3 => n.vnodes.unwrap_or(self.default_vnodes()),
+                    Placement::Ketama => n.weight.unwrap_or(DEFAULT_KETAMA_WEIGHT),
+                };
+                (n.name.as_str(), weight)
+            })
             .collect()
     }
 
@@ -317,8 +420,13 @@ impl FileConfig {
 
     /// The settings a reload cannot change, for comparison with the
     /// running ones.
-    fn startup_only(&self) -> (&str, &FileLimits, Option<&Path>) {
-        (&self.listen, &self.limits, self.admin_token_file.as_deref())
+    fn startup_only(&self) -> (&str, Placement, &FileLimits, Option<&Path>) {
+        (
+            &self.listen,
+            self.hash,
+            &self.limits,
+            self.admin_token_file.as_deref(),
+        )
     }
 }
 
@@ -329,13 +437,15 @@ pub struct Applied {
     pub added: Vec<String>,
     /// Nodes removed.
     pub removed: Vec<String>,
-    /// Nodes whose vnodes changed.
+    /// Nodes whose vnodes (ketama: weight) changed.
     pub reweighted: Vec<String>,
 }
 
 /// Makes the cluster's serving nodes equal `cfg`'s, by name, through the
-/// cluster API: vnode changes first, then additions, then removals (so the
-/// cluster never drops to zero nodes mid-way).
+/// cluster API: weight changes first, then additions in file order (which
+/// under ketama is server order), then removals (so the cluster never drops
+/// to zero nodes mid-way). The cluster must have been built with the file's
+/// `hash`.
 ///
 /// # Errors
 ///
@@ -345,9 +455,9 @@ pub fn apply(cluster: &Cluster, cfg: &FileConfig) -> Result<Applied, ClusterErro
         .ring()
         .nodes()
         .into_iter()
-        .map(|n| (n.name.to_string(), (n.id, n.vnodes)))
+        .map(|n| (n.name.to_string(), (n.id, n.weight)))
         .collect();
-    let wanted = cfg.vnodes_by_name();
+    let wanted = cfg.weights_by_name();
     let mut applied = Applied::default();
     for &(name, vnodes) in &wanted {
         if let Some(&(id, current)) = running.get(name) {
@@ -450,7 +560,7 @@ fn watch(
         let outcome = FileConfig::parse(&text).and_then(|cfg| {
             if cfg.startup_only() != last.startup_only() {
                 return Err(invalid(
-                    "listen, limits and admin_token_file cannot change while running; restart ringcache to change them".into(),
+                    "listen, hash, limits and admin_token_file cannot change while running; restart ringcache to change them".into(),
                 ));
             }
             Ok(cfg)
@@ -512,14 +622,30 @@ nodes:
         assert_eq!(c.limits.max_value_bytes, 1 << 20);
         assert_eq!(c.limits.node_max_bytes, 256 << 20);
         assert_eq!(c.reload_interval, Duration::from_secs(5));
-        assert_eq!(c.vnodes_by_name(), vec![("cache-0", 160), ("cache-1", 320)]);
+        assert_eq!(
+            c.weights_by_name(),
+            vec![("cache-0", 160), ("cache-1", 320)]
+        );
     }
 
     #[test]
     fn bad_files_name_the_problem_and_line() {
         let cases = [
             ("nodes:\n  - name: a\n   vnodes: [", Some(3)),
-            ("nodes:\n  - name: a\n    weight: 3\n", Some(3)),
+            ("nodes:\n  - name: a\n    weight: 3\n", Some(2)),
+            (
+                "hash: ketama\nnodes:\n  - name: a\n    vnodes: 3\n",
+                Some(3),
+            ),
+            (
+                "hash: ketama\ndefault_vnodes: 100\nnodes:\n  - name: a\n",
+                Some(2),
+            ),
+            (
+                "hash: ketama\nnodes:\n  - name: a\n    weight: 0\n",
+                Some(3),
+            ),
+            ("hash: md5\nnodes:\n  - name: a\n", Some(1)),
             ("nodes:\n  - name: a\n  - name: a\n", Some(3)),
             ("nodes:\n  - name: a\n    vnodes: 0\n", Some(2)),
             ("nodes: []\n", None),
@@ -549,5 +675,28 @@ nodes:
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn ketama_files_give_weights_in_server_order() {
+        let text = "hash: ketama\nnodes:\n  - { name: 10.0.1.1, weight: 600 }\n  - name: \"10.0.1.2:11212\"\n";
+        let c = FileConfig::parse(text).unwrap();
+        assert_eq!(c.hash, Placement::Ketama);
+        assert_eq!(
+            c.weights_by_name(),
+            vec![("10.0.1.1", 600), ("10.0.1.2:11212", DEFAULT_KETAMA_WEIGHT)]
+        );
+        let long = format!("hash: ketama\nnodes:\n  - name: {}\n", "h".repeat(75));
+        let e = FileConfig::parse(&long).unwrap_err();
+        assert!(e.message.contains("1 to 74 bytes"), "{e}");
+        // The same name is fine under xxh3.
+        assert!(FileConfig::parse(&long.replace("hash: ketama\n", "")).is_ok());
+    }
+
+    #[test]
+    fn hash_is_startup_only() {
+        let a = FileConfig::parse("nodes:\n  - name: a\n").unwrap();
+        let b = FileConfig::parse("hash: ketama\nnodes:\n  - name: a\n").unwrap();
+        assert_ne!(a.startup_only(), b.startup_only());
     }
 }

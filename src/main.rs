@@ -9,6 +9,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use ringcache::api::Limits;
 use ringcache::cluster::{Cluster, ClusterConfig};
+use ringcache::hash::Placement;
 use ringcache::http::{Server, ServerConfig};
 
 /// A cache cluster behind one HTTP endpoint: keys are placed on embedded
@@ -17,11 +18,11 @@ use ringcache::http::{Server, ServerConfig};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
-    /// Cluster file (YAML: listen, default_vnodes, reload_interval, limits,
-    /// admin_token_file, nodes). It is re-read every reload_interval and on
+    /// Cluster file (YAML: listen, hash, default_vnodes, reload_interval,
+    /// limits, admin_token_file, nodes). It is re-read every reload_interval and on
     /// SIGHUP; a changed file is applied to the running cluster. Replaces
     /// the flags that describe the cluster, which may not be given with it.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "nodes", "vnodes", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "hash", "nodes", "vnodes", "weight", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes"])]
     config: Option<std::path::PathBuf>,
 
     /// Address to listen on (host:port). Keep it on loopback unless a proxy
@@ -33,10 +34,22 @@ struct Cli {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
     nodes: u32,
 
-    /// Virtual nodes per starting node (1..=10000); more gives an evener
-    /// spread (about 1/sqrt(V) relative deviation) at a larger ring.
-    #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "V")]
-    vnodes: u32,
+    /// How keys are placed: xxh3 (ringcache's own, with vnodes) or ketama
+    /// (libmemcached's and twemproxy's weighted ketama, with weights; agrees
+    /// with a ketama pool whose servers have the same names).
+    #[arg(long, default_value = "xxh3", value_name = "xxh3|ketama")]
+    hash: Placement,
+
+    /// Virtual nodes per starting node (1..=10000; default 160); more gives
+    /// an evener spread (about 1/sqrt(V) relative deviation) at a larger
+    /// ring. xxh3 only.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "V", conflicts_with = "weight")]
+    vnodes: Option<u32>,
+
+    /// Ketama weight of each starting node (1..=10000; default 1); with
+    /// --hash ketama only.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "W")]
+    weight: Option<u32>,
 
     /// Require `Authorization: Bearer <T>` on the routes that change
     /// membership (POST /nodes, PUT and DELETE /nodes/{index}).
@@ -187,11 +200,26 @@ fn from_flags(cli: &Cli) -> Result<Setup, String> {
             cli.max_value_bytes, cli.node_max_bytes
         ));
     }
+    let size = match (cli.hash, cli.vnodes, cli.weight) {
+        (Placement::Xxh3, _, Some(_)) => {
+            return Err("--weight applies only with --hash ketama; use --vnodes".into())
+        }
+        (Placement::Ketama, Some(_), _) => {
+            return Err(
+                "--vnodes does not apply with --hash ketama; ketama nodes have a --weight".into(),
+            )
+        }
+        (Placement::Xxh3, vnodes, None) => vnodes.unwrap_or(160),
+        (Placement::Ketama, None, weight) => {
+            weight.unwrap_or(ringcache::ring::DEFAULT_KETAMA_WEIGHT)
+        }
+    };
     let cluster_config = ClusterConfig {
         node_max_bytes: cli.node_max_bytes,
+        placement: cli.hash,
         ..ClusterConfig::default()
     };
-    let cluster = Cluster::with_nodes(cluster_config, "cache", cli.nodes as usize, cli.vnodes)
+    let cluster = Cluster::with_nodes(cluster_config, "cache", cli.nodes as usize, size)
         .map_err(|e| format!("cannot build the cluster: {e}"))?;
     Ok(Setup {
         listen: cli.listen.clone(),
@@ -200,7 +228,8 @@ fn from_flags(cli: &Cli) -> Result<Setup, String> {
             limits: Limits {
                 max_key_bytes: cli.max_key_bytes as usize,
                 max_value_bytes: cli.max_value_bytes,
-                default_vnodes: cli.vnodes,
+                default_vnodes: cli.vnodes.unwrap_or(160),
+                placement: cli.hash,
                 ..Limits::default()
             },
             admin_token: cli.admin_token.clone(),
@@ -217,6 +246,7 @@ fn from_file(path: &std::path::Path) -> Result<Setup, String> {
     let admin_token = file.admin_token().map_err(|e| format!("{shown}: {e}"))?;
     let cluster = Cluster::new(ClusterConfig {
         node_max_bytes: file.limits.node_max_bytes,
+        placement: file.hash,
         ..ClusterConfig::default()
     });
     ringcache::config::apply(&cluster, &file).map_err(|e| format!("{shown}: {e}"))?;
@@ -228,7 +258,8 @@ fn from_file(path: &std::path::Path) -> Result<Setup, String> {
             limits: Limits {
                 max_key_bytes: file.limits.max_key_bytes,
                 max_value_bytes: file.limits.max_value_bytes,
-                default_vnodes: file.default_vnodes,
+                default_vnodes: file.default_vnodes(),
+                placement: file.hash,
                 ..Limits::default()
             },
             admin_token,
