@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use ringcache::cluster::{Cluster, ClusterConfig};
+use ringcache::hash::Placement;
 use ringcache::NodeId;
 
 const KEYS: usize = 100_000;
@@ -18,7 +19,11 @@ fn key(i: usize) -> Vec<u8> {
 
 /// A cluster of 4 nodes x 160 vnodes holding `KEYS` keys, settled.
 fn loaded_cluster() -> Cluster {
-    let cluster = Cluster::with_nodes(ClusterConfig::default(), "cache", 4, 160).unwrap();
+    load(Cluster::with_nodes(ClusterConfig::default(), "cache", 4, 160).unwrap())
+}
+
+/// `cluster` holding `KEYS` keys.
+fn load(cluster: Cluster) -> Cluster {
     for i in 0..KEYS {
         cluster.set(&key(i), key(i), None).unwrap();
     }
@@ -173,4 +178,28 @@ fn reads_do_not_miss_while_a_removed_node_drains() {
         "{} reads were served by the draining node before its keys moved",
         served_by_victim.len()
     );
+}
+
+/// Under ketama placement the same guarantees hold: stores record MD5
+/// positions, the mover filters by them, and after each kind of change
+/// exactly the keys whose owner changed moved, to their owner. (Unlike
+/// xxh3, one change may move keys between other nodes too, since every
+/// node's point count follows from all the weights.)
+#[test]
+fn ketama_changes_move_exactly_the_keys_whose_owner_changed() {
+    let config = ClusterConfig {
+        placement: Placement::Ketama,
+        ..ClusterConfig::default()
+    };
+    let cluster = load(Cluster::with_nodes(config, "10.0.0", 4, 1).unwrap());
+    assert_eq!(cluster.ring().pin().point_count(), 4 * 160);
+    let mut new = None;
+    check_change(&cluster, || {
+        new = Some(cluster.add_node("10.0.0.9:11212", 2).unwrap());
+    });
+    let new = new.unwrap();
+    check_change(&cluster, || cluster.set_vnodes(new, 5).unwrap());
+    let first = cluster.nodes()[0].id;
+    check_change(&cluster, || cluster.remove_node(first).unwrap());
+    assert_eq!(cluster.node_count(), 4);
 }
