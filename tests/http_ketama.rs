@@ -1,0 +1,183 @@
+//! Ketama placement through the real binary: a cluster started from a
+//! config file with `hash: ketama` and libmemcached's vector servers serves
+//! every vector key from the server libmemcached names (the product path:
+//! config, cluster, routing, `X-CacheServer-Index`), keeps agreeing with a
+//! library ring through live admin changes, and refuses admin bodies that
+//! give vnodes to a ketama cluster.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use common::{pct, Server};
+use ringcache::hash::Placement;
+use ringcache::Ring;
+
+const VECTORS: &str = include_str!("vectors/ketama-libmemcached.tsv");
+
+/// (name, weight) from the vectors' header, in server order.
+fn servers() -> Vec<(String, u32)> {
+    let line = VECTORS
+        .lines()
+        .skip_while(|l| !l.contains("Servers in order"))
+        .nth(1)
+        .expect("the header lists the servers");
+    line.trim_start_matches('#')
+        .split(',')
+        .map(|s| {
+            let (name, w) = s.trim().split_once(' ').unwrap();
+            (name.to_owned(), w.parse().unwrap())
+        })
+        .collect()
+}
+
+/// (key bytes, server) of every vector.
+fn vectors() -> Vec<(Vec<u8>, String)> {
+    VECTORS
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("key_hex") && !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let key = (0..f[0].len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&f[0][i..i + 2], 16).unwrap())
+                .collect();
+            (key, f[3].to_owned())
+        })
+        .collect()
+}
+
+/// Starts ringcache from a ketama config file listing `servers`.
+fn start_ketama(test: &str, servers: &[(String, u32)]) -> Server {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "ringcache-ketama-{}-{test}.yaml",
+        std::process::id()
+    ));
+    let nodes: String = servers
+        .iter()
+        .map(|(n, w)| format!("  - {{ name: \"{n}\", weight: {w} }}\n"))
+        .collect();
+    let shown = path.display().to_string();
+    Server::start_args(|addr| {
+        std::fs::write(
+            &path,
+            format!("listen: {addr}\nhash: ketama\nnodes:\n{nodes}"),
+        )
+        .unwrap();
+        vec!["--config".to_string(), shown.clone()]
+    })
+}
+
+/// Node index -> name, from `GET /nodes`.
+fn names(server: &Server) -> HashMap<u32, String> {
+    server
+        .nodes()
+        .iter()
+        .map(|n| (common::index_of(n), n["name"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_ketama_cluster_serves_every_vector_key_from_libmemcacheds_server() {
+    let server = start_ketama("vectors", &servers());
+    let ring = server.get("/ring").json();
+    assert_eq!(ring["hash"], "ketama");
+    assert_eq!(ring["points"], 1264);
+    let names = names(&server);
+    for (key, want) in vectors() {
+        let path = format!("/keys/{}", pct(&key));
+        let put = server.put(&path, &key);
+        assert_eq!(put.status, 201, "PUT {path}: {}", put.text());
+        let (index, count) = put.routing();
+        assert_eq!(count, 8);
+        assert_eq!(
+            names[&index],
+            want,
+            "key {:?}",
+            String::from_utf8_lossy(&key)
+        );
+        let get = server.get(&path);
+        assert_eq!((get.status, get.routing().0), (200, index));
+    }
+}
+
+#[test]
+fn live_admin_changes_keep_agreeing_with_a_ketama_ring() {
+    let initial: Vec<(String, u32)> = (1..=3).map(|i| (format!("10.0.0.{i}"), i)).collect();
+    let server = start_ketama("admin", &initial);
+    // The same history, applied to a library ring.
+    let model = Ring::with_placement(Placement::Ketama, 10_000);
+    for (n, w) in &initial {
+        model.add_node(n, *w).unwrap();
+    }
+    let keys: Vec<String> = (0..400).map(|i| format!("session:{i}")).collect();
+    for k in &keys {
+        assert_eq!(server.put(&format!("/keys/{k}"), k.as_bytes()).status, 201);
+    }
+    let check = |server: &Server, model: &Ring| {
+        let names = names(server);
+        let snap = model.pin();
+        for k in &keys {
+            let r = server.get(&format!("/keys/{k}"));
+            assert_eq!((r.status, r.text()), (200, k.clone()), "key {k}");
+            let want = snap.node(snap.lookup(k.as_bytes()).unwrap()).unwrap();
+            assert_eq!(names[&r.routing().0], &*want.name, "key {k}");
+        }
+    };
+    check(&server, &model);
+
+    // Add a node with a weight; vnodes are refused.
+    let refused = server.send_json("POST", "/nodes", r#"{"name":"10.0.0.9","vnodes":160}"#);
+    assert!(refused.expect_error(400).contains("weight"));
+    let added = server.send_json("POST", "/nodes", r#"{"name":"10.0.0.9","weight":4}"#);
+    assert_eq!(added.status, 201, "{}", added.text());
+    assert_eq!(added.json()["weight"], 4);
+    let new = common::index_of(&added.json());
+    model.add_node("10.0.0.9", 4).unwrap();
+    server.wait_rebalanced();
+    check(&server, &model);
+
+    // Re-weight it, then remove the first node.
+    let put = server.send_json("PUT", &format!("/nodes/{new}"), r#"{"weight":1}"#);
+    assert_eq!(put.status, 202, "{}", put.text());
+    let id = model.pin().node_by_name("10.0.0.9").unwrap().id;
+    model.set_vnodes(id, 1).unwrap();
+    server.wait_rebalanced();
+    check(&server, &model);
+    let first = names(&server)
+        .into_iter()
+        .find(|(_, n)| n == "10.0.0.1")
+        .unwrap()
+        .0;
+    assert_eq!(server.delete(&format!("/nodes/{first}")).status, 202);
+    let id = model.pin().node_by_name("10.0.0.1").unwrap().id;
+    model.remove_node(id).unwrap();
+    server.wait_rebalanced();
+    check(&server, &model);
+    assert_eq!(server.total_keys(), keys.len() as u64, "stray copies");
+}
+
+#[test]
+fn the_cli_starts_a_ketama_cluster_and_refuses_vnodes_for_it() {
+    let server = Server::start_with(&["--hash", "ketama", "--nodes", "3"]);
+    let ring = server.get("/ring").json();
+    assert_eq!(
+        (ring["hash"].as_str(), ring["points"].as_u64()),
+        (Some("ketama"), Some(480))
+    );
+    for n in server.nodes() {
+        assert_eq!(
+            (n["weight"].as_u64(), n["vnodes"].as_u64()),
+            (Some(1), Some(160))
+        );
+    }
+    let out = std::process::Command::new(common::BIN)
+        .args(["--hash", "ketama", "--vnodes", "100"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--weight"), "{err}");
+}
