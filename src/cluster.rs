@@ -9,7 +9,7 @@
 //!
 //! # The topology
 //!
-//! Everything a request needs is one immutable [`Topology`], published
+//! Everything a request needs is one immutable `Topology`, published
 //! through a `crossbeam_epoch::Atomic` exactly as the ring publishes its
 //! tables: the rings in play (the current one first, then older ones whose
 //! keys may not have moved yet), and every node store by id, draining nodes

@@ -2,7 +2,7 @@
 //! [`crate::api`] commands and replies back into responses.
 //!
 //! This module owns sockets, framing, headers and limits. It holds no cache
-//! logic: a request becomes a [`Route`] and a body, then a [`Command`] that
+//! logic: a request becomes a [`Route`] and a body, then a [`Command`](crate::api::Command) that
 //! [`api::execute`] runs on the cluster; the [`api::Reply`] becomes the
 //! response.
 //!
@@ -11,7 +11,7 @@
 //! may_minihttp is a small, fast server with sharp edges, each handled here:
 //!
 //! * **Response header values are `&'static str`.** The routing headers take
-//!   one of a few values per node id and node count; [`static_header`]
+//!   one of a few values per node id and node count; `static_header`
 //!   interns each distinct line once (a precomputed table for small numbers,
 //!   a leak-once map beyond), so nothing leaks per request.
 //! * **It parses `Content-Length` with `unwrap()`** when the body is read.

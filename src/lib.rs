@@ -5,8 +5,11 @@
 //!
 //! # Layout
 //!
-//! * [`hash`]: key hashing and virtual-node point derivation (xxh3-64). Depends
-//!   on nothing else in the crate; placement is pinned by golden tests.
+//! * [`hash`]: key hashing and virtual-node point derivation for both
+//!   placements: xxh3-64 (the default) and libmemcached's weighted ketama
+//!   (MD5), which agrees key for key with libmemcached clients and
+//!   twemproxy. Depends on nothing else in the crate; placement is pinned by
+//!   golden tests and libmemcached's vectors.
 //! * [`ring`]: the lock-free ring: immutable snapshots published through
 //!   `crossbeam-epoch`, wait-free lookups, serialized membership edits, and a
 //!   naive reference ring for cross-checking. Knows nothing of stored data.

@@ -134,7 +134,7 @@ impl RingTable {
     /// weights (the value passed in is ignored).
     ///
     /// Edits of a live xxh3 ring do not come this way (they merge, see
-    /// [`RingTable::with_node`]); ketama edits do, since every node's point
+    /// `RingTable::with_node`); ketama edits do, since every node's point
     /// count may change.
     ///
     /// # Panics
