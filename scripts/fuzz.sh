@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the `ring_ops` fuzz target (fuzz/fuzz_targets/ring_ops.rs): random
 # membership edits and lookups applied to the lock-free Ring and to the naive
-# ReferenceRing, which must agree on every answer.
+# ReferenceRing, which must agree on every answer. Inputs starting with the
+# byte 'K' (0x4B) fuzz ketama rings, all others xxh3 rings (see the input
+# format in the target's module docs; fuzz/corpus/ring_ops/seed-ketama-*
+# are the ketama seeds).
 #
 # Exits non-zero if libFuzzer finds a crash or a disagreement; the input that
 # triggered it is then in fuzz/artifacts/ring_ops/ (git-ignored), and

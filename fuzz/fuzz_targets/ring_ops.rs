@@ -2,35 +2,51 @@
 //! applied to the fast lock-free [`Ring`] and to the deliberately naive
 //! [`ReferenceRing`]; every answer must agree exactly.
 //!
+//! An input runs against rings of one placement (see the input format): an
+//! xxh3 pair (`Ring::with_max_vnodes(MAX_VNODES)` and
+//! `ReferenceRing::new(MAX_VNODES)`), or, when the input starts with the
+//! [`KETAMA_MARKER`] byte, a ketama pair
+//! (`Ring::with_placement(Placement::Ketama, MAX_VNODES)` and
+//! `ReferenceRing::with_placement(Placement::Ketama, MAX_VNODES)`), where
+//! the `vnodes` of `add`/`set_vnodes` are ketama weights.
+//!
 //! What is checked, op by op:
 //!
 //! * every edit returns the same `Result` from both rings (the same new id,
 //!   the same error with the same fields);
 //! * `Ring::version` goes up by exactly one on a successful edit and does
 //!   not move on a refused one;
-//! * after every edit: the member lists (id, name, vnodes) and node counts
-//!   agree, shares are sane, a few spot keys look up the same in both rings
-//!   and in a fresh `pin()` snapshot, and one key's `lookup_n` for more
-//!   replicas than there are nodes agrees;
+//! * after every edit: the member lists (id, name, weight, point count) and
+//!   node counts agree, shares are sane, a few spot keys look up the same
+//!   (the same owner) in both rings and in a fresh `pin()` snapshot, and one
+//!   key's `lookup_n` for more replicas than there are nodes agrees;
 //! * `lookup` and `lookup_n` ops (key and `n` from the input) agree between
 //!   the rings and with `pin()`, and `lookup_n` returns `min(n, nodes)` ids
-//!   starting with `lookup`'s;
+//!   starting with `lookup`'s (ketama: `min(n, nodes with a point)`, since
+//!   a node of too small a weight share has no point);
 //! * a snapshot pinned *before* an edit still shows the old version and the
 //!   old owners after it (snapshots are immutable and stay alive while
 //!   pinned; AddressSanitizer catches a premature free);
 //! * after every successful edit, the ring's sorted `(point, owner)` table
-//!   equals one rebuilt from scratch from the reference's member list with
-//!   `vnode_point`, ties ordered by name (the merge/subtract paths of
-//!   `RingTable` against a full rebuild);
+//!   equals one rebuilt from scratch from the reference's member list: under
+//!   xxh3 with `vnode_point`, ties ordered by name (the merge/subtract paths
+//!   of `RingTable` against a full rebuild); under ketama with
+//!   `ketama_points_per_server` of the weights and `ketama_points`, ties
+//!   ordered by id (server order);
 //! * `probe` ops compare `RingTable::lookup_hash` with a lookup in that
-//!   rebuilt table at hashes random keys almost never reach: exactly on
-//!   points, one either side, 0, `u64::MAX`, and bucket boundaries.
+//!   rebuilt table and with `ReferenceRing::lookup_hash` at hashes random
+//!   keys almost never reach: exactly on points, one either side, 0,
+//!   `u64::MAX`, and bucket boundaries (ketama: also `u32::MAX`,
+//!   `u32::MAX + 1` and other positions beyond the 32-bit space, which wrap
+//!   to the first point); and `lookup`, `key_hash` and `point_for` of one
+//!   key against the placement's own key hash and the rebuilt table.
 //!
 //! # Why hand-decoded bytes and not `arbitrary`
 //!
 //! The interesting inputs are boundary values: vnodes of 0, 1, max, max+1;
 //! ids that were handed out (live or removed) and ids that never were; names
-//! that differ by a digit suffix or sit at the 255-byte limit. A derived
+//! that differ by a digit suffix or sit at the 255-byte (ketama: 74-byte)
+//! limit, and ketama names known to share a point. A derived
 //! `Arbitrary` draws a `u32` uniformly-ish, so it would almost never produce
 //! a live id or `max + 1`. Decoding by hand lets one byte pick from a table
 //! of such values, keeps every byte string a valid (possibly empty) op
@@ -42,20 +58,31 @@
 //! # Input format
 //!
 //! ```text
-//! input   := op*                 at most MAX_OPS ops; bytes missing at the
-//!                                end of a truncated op read as 0
+//! input   := op*                 xxh3 rings: the first byte is not 0x4B
+//!          | 0x4B op*            ketama rings: KETAMA_MARKER ('K') and
+//!                                the ops, decoded as below (only the name
+//!                                pool differs). Before ketama existed a
+//!                                leading 0x4B was a `lookup` tag (75 % 6 =
+//!                                3) on the empty ring; no committed seed
+//!                                starts with it. Either way: at most
+//!                                MAX_OPS ops; bytes missing at the end of
+//!                                a truncated op read as 0
 //! op      := tag:u8 body         tag % 6 picks the op:
 //!   0 add        name vnodes
 //!   1 remove     id
-//!   2 set_vnodes id vnodes
+//!   2 set_vnodes id vnodes       (ketama: sets the weight)
 //!   3 lookup     key
 //!   4 lookup_n   n:u8 key        n % 9, so 0..=8
 //!   5 probe      h:u64 (LE)
-//! name    := sel:u8              sel < 0xF0: NAMES[sel % NAMES.len()]
+//! name    := sel:u8              sel < 0xF0: pool[sel % pool.len()], where
+//!                                pool is NAMES (18 names) for xxh3 and
+//!                                NAMES followed by KETAMA_NAMES (12) for
+//!                                ketama; xxh3 selectors keep their meaning
 //!          | sel:u8 len:u8 bytes sel >= 0xF0: `len` raw bytes, lossy UTF-8
 //!                                (U+FFFD is 3 bytes, so this can also
 //!                                exceed 255 bytes)
-//! vnodes  := v:u8                0..=7: 0, 1, 2, MAX-1, MAX, MAX+1,
+//! vnodes  := v:u8                weights too, under ketama
+//!                                0..=7: 0, 1, 2, MAX-1, MAX, MAX+1,
 //!                                u32::MAX, 2*MAX; 8..=255: 1 + (v-8) % (MAX+4)
 //! id      := s:u8                s < 0x80 and some id issued: the
 //!                                (s % issued)-th id ever handed out (may be
@@ -65,7 +92,10 @@
 //! key     := len:u8 bytes        len % 64 bytes (fewer if the input ends)
 //! ```
 //!
-//! Rings use `MAX_VNODES` = 64 so every edit is cheap and runs stay fast.
+//! Rings use `MAX_VNODES` = 64 (ketama: the largest weight) so every edit
+//! is cheap and runs stay fast. A ketama node has about 160 points whatever
+//! its weight, and every ketama edit rebuilds three tables (the ring's, the
+//! reference's and the check's), so ketama inputs run slower per op.
 //!
 //! To see what an input does, run the built target on it with
 //! `RING_OPS_TRACE=1`, e.g.
@@ -74,17 +104,26 @@
 #![no_main]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ringcache::hash::{key_hash, vnode_point};
+use ringcache::hash::{
+    ketama_key_hash, ketama_points, ketama_points_per_server, key_hash, vnode_point, Placement,
+};
 use ringcache::ring::reference::ReferenceRing;
 use ringcache::{NodeId, Ring, RingError};
 
-/// The vnode limit of both rings: small, so edits and rebuilds stay cheap.
+/// The vnode limit (ketama: weight limit) of both rings: small, so edits
+/// and rebuilds stay cheap.
 const MAX_VNODES: u32 = 64;
+
+/// An input whose first byte is this (`'K'`) runs its remaining bytes
+/// against ketama rings; any other input runs, from its first byte, against
+/// xxh3 rings.
+const KETAMA_MARKER: u8 = b'K';
 
 /// Ops decoded from one input at most; longer inputs are cut here so one
 /// input cannot run for long.
@@ -94,11 +133,27 @@ const MAX_OPS: usize = 256;
 /// input asked about and two keys derived from the op number.
 const SPOT_KEYS: [&[u8]; 4] = [b"", b"a", b"node1", b"user:42"];
 
-/// The pool of node names an input picks from by one byte. Names that differ
-/// only by a digit suffix ("node1"/"node" with index 10 must not collide),
-/// invalid ones (empty, over 255 bytes), the longest valid ones (ASCII and
-/// multi-byte), and control bytes.
-fn names() -> &'static [String] {
+/// The pool of node names an input picks from by one byte: [`xxh3_names`]
+/// for xxh3 rings, those followed by [`ketama_names`] for ketama rings (so
+/// the xxh3 pool, and the meaning of every xxh3 input, stay as they were).
+fn names(placement: Placement) -> &'static [String] {
+    static KETAMA: OnceLock<Vec<String>> = OnceLock::new();
+    match placement {
+        Placement::Xxh3 => xxh3_names(),
+        Placement::Ketama => KETAMA.get_or_init(|| {
+            let mut pool = xxh3_names().to_vec();
+            pool.extend(ketama_names());
+            pool
+        }),
+    }
+}
+
+/// NAMES, the pool of node names of xxh3 inputs. Names that differ only by a
+/// digit suffix ("node1"/"node" with index 10 must not collide), invalid
+/// ones (empty, over 255 bytes), the longest valid ones (ASCII and
+/// multi-byte), and control bytes. Under ketama the names over 74 bytes are
+/// invalid too.
+fn xxh3_names() -> &'static [String] {
     static NAMES: OnceLock<Vec<String>> = OnceLock::new();
     NAMES.get_or_init(|| {
         vec![
@@ -122,6 +177,28 @@ fn names() -> &'static [String] {
             "x".repeat(254) + "1", // 255 bytes, differs from the 255 x's
         ]
     })
+}
+
+/// KETAMA_NAMES, appended to NAMES for ketama inputs: names around ketama's
+/// 74-byte limit, two pairs of names whose first digests (`k` = 0) share a
+/// 32-bit point (found by a birthday search over `"tie{i}"`), so the
+/// tie-by-server-order rule is reachable, libmemcached's vector names, and a
+/// name that looks like a point string.
+fn ketama_names() -> Vec<String> {
+    vec![
+        "k".repeat(73),          // 73 bytes, valid
+        "k".repeat(74),          // 74 bytes, longest valid
+        "k".repeat(75),          // 75 bytes, one byte too long
+        "é".repeat(37),          // 74 bytes, longest valid multi-byte
+        "é".repeat(37) + "k",    // 75 bytes, too long
+        "k".repeat(72) + "-1",   // 74 bytes, "kk..k-1-{k}"
+        "tie14331".to_owned(),   // shares point 3732221958 with the next
+        "tie17616".to_owned(),   //
+        "tie18976".to_owned(),   // shares point 22215224 with the next
+        "tie21111".to_owned(),   //
+        "10.0.1.1".to_owned(),   // libmemcached's ketama vectors
+        "10.0.1.1-1".to_owned(), // its point strings are "10.0.1.1-1-{k}"
+    ]
 }
 
 /// Whether to print each op and edit result to stderr: set `RING_OPS_TRACE=1`
@@ -166,13 +243,13 @@ impl<'a> Bytes<'a> {
         u64::from_le_bytes(b)
     }
 
-    fn name(&mut self) -> String {
+    fn name(&mut self, placement: Placement) -> String {
         let sel = self.u8();
         if sel >= 0xF0 {
             let len = usize::from(self.u8());
             String::from_utf8_lossy(self.take(len)).into_owned()
         } else {
-            let pool = names();
+            let pool = names(placement);
             pool[usize::from(sel) % pool.len()].clone()
         }
     }
@@ -262,6 +339,8 @@ fn show_key(key: &[u8]) -> String {
 
 /// Both rings and what the run has learned so far.
 struct Harness {
+    /// The placement of both rings.
+    placement: Placement,
     ring: Ring,
     reference: ReferenceRing,
     /// Every id handed out, in order (removed ones stay: ids are never
@@ -274,10 +353,21 @@ struct Harness {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    fn new(placement: Placement) -> Harness {
+        let (ring, reference) = match placement {
+            Placement::Xxh3 => (
+                Ring::with_max_vnodes(MAX_VNODES),
+                ReferenceRing::new(MAX_VNODES),
+            ),
+            Placement::Ketama => (
+                Ring::with_placement(placement, MAX_VNODES),
+                ReferenceRing::with_placement(placement, MAX_VNODES),
+            ),
+        };
         Harness {
-            ring: Ring::with_max_vnodes(MAX_VNODES),
-            reference: ReferenceRing::new(MAX_VNODES),
+            placement,
+            ring,
+            reference,
             issued: Vec::new(),
             log: Vec::new(),
             last_key: Vec::new(),
@@ -287,9 +377,17 @@ impl Harness {
     /// Panics with `msg` and the op sequence that led here.
     #[cold]
     fn fail(&self, msg: fmt::Arguments<'_>) -> ! {
+        let rings = match self.placement {
+            Placement::Xxh3 => {
+                format!("Ring::with_max_vnodes({MAX_VNODES}) and ReferenceRing::new({MAX_VNODES})")
+            }
+            Placement::Ketama => format!(
+                "Ring::with_placement(Ketama, {MAX_VNODES}) and \
+                 ReferenceRing::with_placement(Ketama, {MAX_VNODES}); vnodes are weights"
+            ),
+        };
         let mut report = format!(
-            "ring_ops: check failed at op #{}: {msg}\n\
-             ops (Ring::with_max_vnodes({MAX_VNODES}) and ReferenceRing::new({MAX_VNODES})):\n",
+            "ring_ops: check failed at op #{}: {msg}\nops ({rings}):\n",
             self.log.len().saturating_sub(1)
         );
         for (i, op) in self.log.iter().enumerate() {
@@ -445,7 +543,8 @@ impl Harness {
     }
 
     /// `lookup_n(key, n)` agrees between the rings and with a pinned
-    /// snapshot, has `min(n, node count)` entries and starts with `lookup`.
+    /// snapshot, has `min(n, node count)` entries (ketama: nodes with at
+    /// least one point) and starts with `lookup`.
     ///
     /// A `lookup_n` that asks for every node walks most of the ring in both
     /// implementations, so edits check it on one key, not on every spot key:
@@ -468,26 +567,36 @@ impl Harness {
                 show_key(key)
             ));
         }
-        let count = snap.node_count();
+        // Only nodes with points can be found clockwise. Every xxh3 node has
+        // one (vnodes >= 1); a ketama node whose weight is too small a share
+        // of the total has none (its share is 0), so a ketama `lookup_n`
+        // returns fewer ids than `Ring::lookup_n`'s docs promise
+        // (`min(n, node count)`) while such a node is a member.
+        let count = match self.placement {
+            Placement::Xxh3 => snap.node_count(),
+            Placement::Ketama => snap.nodes().iter().filter(|n| n.vnodes > 0).count(),
+        };
         if got.len() != n.min(count) || (n > 0 && got.first().copied() != first) {
             self.fail(format_args!(
-                "lookup_n({}, {n}) = {got:?} with {count} nodes and lookup = {first:?}",
+                "lookup_n({}, {n}) = {got:?} with {count} nodes that have points and lookup = {first:?}",
                 show_key(key)
             ));
         }
     }
 
-    /// Member lists, node counts and shares agree.
+    /// Member lists (id, name, weight, point count), node counts and shares
+    /// agree.
     fn check_members(&self) {
-        let want: Vec<(NodeId, String, u32)> = self
+        let counts: BTreeMap<NodeId, u32> = self.reference.point_counts().collect();
+        let want: Vec<(NodeId, String, u32, u32)> = self
             .reference
             .members()
-            .map(|(id, name, vnodes)| (id, name.to_owned(), vnodes))
+            .map(|(id, name, weight)| (id, name.to_owned(), weight, counts[&id]))
             .collect();
         let shares = self.ring.nodes();
-        let got: Vec<(NodeId, String, u32)> = shares
+        let got: Vec<(NodeId, String, u32, u32)> = shares
             .iter()
-            .map(|s| (s.id, s.name.to_string(), s.vnodes))
+            .map(|s| (s.id, s.name.to_string(), s.weight, s.vnodes))
             .collect();
         if got != want {
             self.fail(format_args!(
@@ -514,29 +623,60 @@ impl Harness {
         }
     }
 
-    /// Every point of the reference's members, sorted by `(point, name)` as
-    /// the ring's module docs specify: a from-scratch rebuild.
-    fn rebuilt(&self) -> Vec<(u64, &str, NodeId)> {
-        let mut points: Vec<(u64, &str, NodeId)> = self
-            .reference
-            .members()
-            .flat_map(|(id, name, vnodes)| {
-                (0..vnodes).map(move |i| (vnode_point(name, i), name, id))
-            })
-            .collect();
-        points.sort_unstable();
-        points
+    /// Every point of the reference's members with its owner, in ring order,
+    /// as the ring's table docs specify: a from-scratch rebuild, sharing no
+    /// code with `RingTable` or `ReferenceRing`'s tables.
+    ///
+    /// Xxh3: points `vnode_point(name, 0..weight)`, sorted by
+    /// `(point, name)`. Ketama: `ketama_points_per_server(weight, total
+    /// weight, members)` points per member, `ketama_points(name, k)` for `k`
+    /// in `0..count / 4`, sorted by `(point, id)` (server order).
+    fn rebuilt(&self) -> Vec<(u64, NodeId)> {
+        match self.placement {
+            Placement::Xxh3 => {
+                let mut points: Vec<(u64, &str, NodeId)> = self
+                    .reference
+                    .members()
+                    .flat_map(|(id, name, vnodes)| {
+                        (0..vnodes).map(move |i| (vnode_point(name, i), name, id))
+                    })
+                    .collect();
+                points.sort_unstable();
+                points.into_iter().map(|(p, _, id)| (p, id)).collect()
+            }
+            Placement::Ketama => {
+                let members: Vec<(NodeId, &str, u32)> = self.reference.members().collect();
+                let total: u64 = members.iter().map(|m| u64::from(m.2)).sum();
+                let total = u32::try_from(total).expect("weights are at most MAX_VNODES");
+                let servers = u32::try_from(members.len()).expect("at most MAX_OPS members");
+                let mut points: Vec<(u64, NodeId)> = Vec::new();
+                for &(id, name, weight) in &members {
+                    let count = ketama_points_per_server(weight, total, servers);
+                    for k in 0..count / 4 {
+                        points.extend(ketama_points(name, k).map(|p| (u64::from(p), id)));
+                    }
+                }
+                points.sort_unstable();
+                points
+            }
+        }
     }
 
     /// The ring's current table equals the rebuilt one, point for point.
-    fn check_table(&self, table: &[(u64, &str, NodeId)]) {
+    fn check_table(&self, want: &[(u64, NodeId)]) {
         let snap = self.ring.pin();
+        if snap.placement() != self.placement {
+            self.fail(format_args!(
+                "the table's placement is {:?}, the ring was made {:?}",
+                snap.placement(),
+                self.placement
+            ));
+        }
         let got: Vec<(u64, NodeId)> = snap.points().collect();
-        let want: Vec<(u64, NodeId)> = table.iter().map(|(p, _, id)| (*p, *id)).collect();
         if got != want {
             let at = got
                 .iter()
-                .zip(&want)
+                .zip(want)
                 .position(|(a, b)| a != b)
                 .unwrap_or(got.len().min(want.len()));
             self.fail(format_args!(
@@ -556,16 +696,36 @@ impl Harness {
         }
     }
 
-    /// `lookup_hash` at hand-picked positions agrees with the rebuilt table.
-    fn probe(&self, table: &[(u64, &str, NodeId)], hash: u64) {
+    /// `lookup_hash` at hand-picked positions agrees with the rebuilt table
+    /// and with the reference; `lookup`, `key_hash` and `point_for` of one
+    /// key agree with the placement's key hash.
+    fn probe(&self, table: &[(u64, NodeId)], hash: u64) {
         let snap = self.ring.pin();
         let mut hashes = vec![0, 1, u64::MAX, hash, hash.wrapping_sub(1)];
-        // Bucket boundaries at every possible index resolution.
-        for k in 1..64 {
-            let b = (hash >> k) << k;
-            hashes.extend([b, b.wrapping_sub(1)]);
+        match self.placement {
+            Placement::Xxh3 => {
+                // Bucket boundaries at every possible index resolution.
+                for k in 1..64 {
+                    let b = (hash >> k) << k;
+                    hashes.extend([b, b.wrapping_sub(1)]);
+                }
+            }
+            Placement::Ketama => {
+                // The ends of the 32-bit space and positions beyond it
+                // (which wrap to the first point), then the input's
+                // position folded into the space and the bucket boundaries
+                // around it at every index resolution.
+                let top = u64::from(u32::MAX);
+                hashes.extend([top - 1, top, top + 1, top + 2, 1 << 33, 1 << 63]);
+                let h32 = hash & top;
+                hashes.extend([h32, h32.wrapping_sub(1), h32 + 1]);
+                for k in 1..32 {
+                    let b = (h32 >> k) << k;
+                    hashes.extend([b, b.wrapping_sub(1), b + (1 << k)]);
+                }
+            }
         }
-        for &(p, _, _) in table {
+        for &(p, _) in table {
             hashes.extend([p.wrapping_sub(1), p, p.wrapping_add(1)]);
         }
         for h in hashes {
@@ -576,42 +736,90 @@ impl Harness {
                     "lookup_hash({h:#018x}): Ring gave {got:?}, the rebuilt table gives {want:?}"
                 ));
             }
+            let reference = self.reference.lookup_hash(h);
+            if reference != want {
+                self.fail(format_args!(
+                    "lookup_hash({h:#018x}): ReferenceRing gave {reference:?}, the rebuilt table gives {want:?}"
+                ));
+            }
         }
-        // `lookup` is `lookup_hash` of the key's hash.
+        // `lookup` is `lookup_hash` of the key's hash, and `point_for` is
+        // the point that answers it.
         let key = hash.to_le_bytes();
-        let (by_key, by_hash) = (snap.lookup(&key), snap.lookup_hash(key_hash(&key)));
+        let position = match self.placement {
+            Placement::Xxh3 => key_hash(&key),
+            Placement::Ketama => u64::from(ketama_key_hash(&key)),
+        };
+        if snap.key_hash(&key) != position {
+            self.fail(format_args!(
+                "key_hash({}) = {:#x}, the placement's key hash is {position:#x}",
+                show_key(&key),
+                snap.key_hash(&key)
+            ));
+        }
+        let (by_key, by_hash) = (snap.lookup(&key), snap.lookup_hash(position));
         if by_key != by_hash {
             self.fail(format_args!(
                 "lookup({}) = {by_key:?} but lookup_hash(key_hash(..)) = {by_hash:?}",
                 show_key(&key)
             ));
         }
+        let point = model_point(table, position);
+        if snap.point_for(&key) != point {
+            self.fail(format_args!(
+                "point_for({}) = {:?}, the rebuilt table's first point >= {position:#x} is {point:?}",
+                show_key(&key),
+                snap.point_for(&key)
+            ));
+        }
     }
 }
 
-/// The owner of the first point `>= h` in the rebuilt table, wrapping.
-fn model_lookup(table: &[(u64, &str, NodeId)], h: u64) -> Option<NodeId> {
+/// Index of the first point `>= h` in the rebuilt table, wrapping to 0.
+fn model_position(table: &[(u64, NodeId)], h: u64) -> Option<usize> {
     if table.is_empty() {
         return None;
     }
     let i = table.partition_point(|e| e.0 < h);
-    Some(table[if i == table.len() { 0 } else { i }].2)
+    Some(if i == table.len() { 0 } else { i })
 }
 
-/// Members with long names shortened, for reports.
-fn brief(members: &[(NodeId, String, u32)]) -> Vec<String> {
+/// The owner of the first point `>= h` in the rebuilt table, wrapping.
+fn model_lookup(table: &[(u64, NodeId)], h: u64) -> Option<NodeId> {
+    model_position(table, h).map(|i| table[i].1)
+}
+
+/// The first point `>= h` in the rebuilt table, wrapping.
+fn model_point(table: &[(u64, NodeId)], h: u64) -> Option<u64> {
+    model_position(table, h).map(|i| table[i].0)
+}
+
+/// Members (id, name, weight, points) with long names shortened, for
+/// reports.
+fn brief(members: &[(NodeId, String, u32, u32)]) -> Vec<String> {
     members
         .iter()
-        .map(|(id, name, v)| format!("{}:{}:{v}", id.0, short_name(name)))
+        .map(|(id, name, w, v)| format!("{}:{}:w{w}:p{v}", id.0, short_name(name)))
         .collect()
 }
 
 fuzz_target!(|data: &[u8]| {
     let live_at_start = LIVE_BLOCKS.load(Relaxed);
+    let (placement, data) = match data.split_first() {
+        Some((&KETAMA_MARKER, rest)) => (Placement::Ketama, rest),
+        _ => (Placement::Xxh3, data),
+    };
+    if trace() {
+        eprintln!("placement: {placement}");
+    }
     let mut bytes = Bytes { data };
-    let mut h = Harness::new();
-    if h.ring.max_vnodes() != MAX_VNODES {
-        h.fail(format_args!("max_vnodes() = {}", h.ring.max_vnodes()));
+    let mut h = Harness::new(placement);
+    if h.ring.max_vnodes() != MAX_VNODES || h.ring.placement() != placement {
+        h.fail(format_args!(
+            "max_vnodes() = {}, placement() = {:?}",
+            h.ring.max_vnodes(),
+            h.ring.placement()
+        ));
     }
     for _ in 0..MAX_OPS {
         if bytes.is_empty() {
@@ -621,7 +829,7 @@ fuzz_target!(|data: &[u8]| {
         // one at a time, interleaved with running them.
         let op = match bytes.u8() % 6 {
             0 => {
-                let name = bytes.name();
+                let name = bytes.name(placement);
                 let vnodes = bytes.vnodes();
                 Op::Add { name, vnodes }
             }

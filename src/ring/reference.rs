@@ -1,26 +1,58 @@
 //! A deliberately naive ring, the yardstick for the fast one.
 //!
 //! [`ReferenceRing`] keeps its members in a `BTreeMap` and rebuilds a
-//! `BTreeMap<(point, name), NodeId>` from scratch after every edit: no
-//! merging, no index, no epochs, nothing clever to get wrong. Property tests
-//! and the `ring_ops` fuzz target apply the same edits to it and to
-//! [`super::Ring`] and require every lookup and every error to agree. It is
-//! public so those tests (and users who doubt the fast ring) can use it; it
-//! is not meant for serving.
+//! `BTreeMap` of every point from scratch after every edit: no merging, no
+//! index, no epochs, nothing clever to get wrong. Property tests and the
+//! `ring_ops` fuzz target apply the same edits to it and to [`super::Ring`]
+//! and require every lookup and every error to agree. It is public so those
+//! tests (and users who doubt the fast ring) can use it; it is not meant for
+//! serving.
+//!
+//! It models both placements, from the hash-level functions of
+//! [`crate::hash`] only (it shares no code with `RingTable`):
+//!
+//! * [`Placement::Xxh3`] ([`ReferenceRing::new`]): a member's weight is its
+//!   vnode count; its points are [`vnode_point`]`(name, 0..weight)`; equal
+//!   points of different members are ordered by name.
+//! * [`Placement::Ketama`] ([`ReferenceRing::with_placement`]): a member's
+//!   point count is [`ketama_points_per_server`]`(weight, total weight,
+//!   member count)`, its points are [`ketama_points`]`(name, k)` for `k` in
+//!   `0..count / 4`, and equal points of different members are ordered by
+//!   [`NodeId`] (server order: the order members joined).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{NodeId, RingError, DEFAULT_MAX_VNODES, MAX_TOTAL_POINTS};
-use crate::hash::{key_hash, vnode_point, MAX_NAME_BYTES};
+use crate::hash::{
+    ketama_key_hash, ketama_points, ketama_points_per_server, key_hash, vnode_point, Placement,
+    KETAMA_MAX_NAME_BYTES, KETAMA_POINTS_PER_SERVER, MAX_NAME_BYTES,
+};
 
-/// The naive reference ring; same semantics as [`super::Ring`], single
-/// threaded, O(points log points) per edit.
+/// The naive reference ring; same semantics as [`super::Ring`] of the same
+/// placement and limit, single threaded, O(points log points) per edit.
 #[derive(Clone, Debug)]
 pub struct ReferenceRing {
+    /// How keys and points hash; fixed for the ring's life.
+    placement: Placement,
+    /// Members by id (id order is join order): name and weight.
     members: BTreeMap<NodeId, (String, u32)>,
-    points: BTreeMap<(u64, String), NodeId>,
+    /// Every point with its tie-break, ordered as the placement orders
+    /// equal points; the first entry at or after a position owns it.
+    points: BTreeMap<(u64, Tie), NodeId>,
     next_id: u32,
+    /// The largest weight (xxh3: vnode count) one member may have.
     max_vnodes: u32,
+}
+
+/// What orders two equal points: the entry that sorts first owns the point.
+/// A ring only ever holds the variant of its placement.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Tie {
+    /// Xxh3: by owner name. `Name(String::new())` is the least `Tie` of
+    /// all (variants order first), so it starts every range search.
+    Name(String),
+    /// Ketama: by server order, i.e. by id.
+    Server(NodeId),
 }
 
 impl Default for ReferenceRing {
@@ -30,14 +62,33 @@ impl Default for ReferenceRing {
 }
 
 impl ReferenceRing {
-    /// An empty reference ring with the given vnode limit.
+    /// An empty xxh3 reference ring with the given vnode limit, the model of
+    /// [`super::Ring::with_max_vnodes`].
     pub fn new(max_vnodes: u32) -> ReferenceRing {
+        ReferenceRing::with_placement(Placement::Xxh3, max_vnodes)
+    }
+
+    /// An empty reference ring placing keys by `placement`, whose members
+    /// may have weights (xxh3: vnode counts) `1..=max_weight`: the model of
+    /// [`super::Ring::with_placement`].
+    pub fn with_placement(placement: Placement, max_weight: u32) -> ReferenceRing {
         ReferenceRing {
+            placement,
             members: BTreeMap::new(),
             points: BTreeMap::new(),
             next_id: 0,
-            max_vnodes,
+            max_vnodes: max_weight,
         }
+    }
+
+    /// How this ring places keys.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// The largest weight (xxh3: vnode count) this ring accepts.
+    pub fn max_vnodes(&self) -> u32 {
+        self.max_vnodes
     }
 
     fn total_points(&self) -> usize {
@@ -46,47 +97,118 @@ impl ReferenceRing {
 
     fn rebuild(&mut self) {
         self.points.clear();
-        for (&id, (name, vnodes)) in &self.members {
-            for i in 0..*vnodes {
-                // A node with two equal points keeps one entry; lookups are
-                // unaffected (same owner either way).
-                self.points.insert((vnode_point(name, i), name.clone()), id);
+        match self.placement {
+            Placement::Xxh3 => {
+                for (&id, (name, vnodes)) in &self.members {
+                    for i in 0..*vnodes {
+                        // A node with two equal points keeps one entry;
+                        // lookups are unaffected (same owner either way).
+                        self.points
+                            .insert((vnode_point(name, i), Tie::Name(name.clone())), id);
+                    }
+                }
+            }
+            Placement::Ketama => {
+                for (id, count) in self.point_counts().collect::<Vec<_>>() {
+                    let name = &self.members[&id].0;
+                    for k in 0..count / 4 {
+                        for p in ketama_points(name, k) {
+                            // As above: a member's own equal points collapse.
+                            self.points.insert((u64::from(p), Tie::Server(id)), id);
+                        }
+                    }
+                }
             }
         }
     }
 
-    fn vnodes_ok(&self, vnodes: u32) -> Result<(), RingError> {
-        match vnodes {
-            0 => Err(RingError::VnodesOutOfRange {
-                vnodes,
-                max: self.max_vnodes,
-            }),
-            v if v > self.max_vnodes => Err(RingError::VnodesOutOfRange {
-                vnodes,
-                max: self.max_vnodes,
-            }),
-            _ => Ok(()),
+    /// Each member's point count, by id: its weight under xxh3, and under
+    /// ketama [`ketama_points_per_server`] of its weight, the total weight
+    /// and the member count. This is what [`super::NodeInfo::vnodes`] and
+    /// [`super::NodeShare::vnodes`] report.
+    pub fn point_counts(&self) -> impl Iterator<Item = (NodeId, u32)> + '_ {
+        // Edits keep the total within u32 (`TotalWeightTooLarge`), and
+        // there are far fewer members than u32::MAX.
+        let total: u64 = self.members.values().map(|m| u64::from(m.1)).sum();
+        let total = u32::try_from(total).expect("total weight checked by every edit");
+        let servers = u32::try_from(self.members.len()).expect("member count fits u32");
+        let placement = self.placement;
+        self.members
+            .iter()
+            .map(move |(&id, (_, weight))| match placement {
+                Placement::Xxh3 => (id, *weight),
+                Placement::Ketama => (id, ketama_points_per_server(*weight, total, servers)),
+            })
+    }
+
+    /// The longest name this ring's placement accepts.
+    fn max_name_bytes(&self) -> usize {
+        match self.placement {
+            Placement::Xxh3 => MAX_NAME_BYTES,
+            Placement::Ketama => KETAMA_MAX_NAME_BYTES,
         }
     }
 
-    /// Same contract as [`super::Ring::add_node`].
+    fn vnodes_ok(&self, vnodes: u32) -> Result<(), RingError> {
+        let max = self.max_vnodes;
+        match (self.placement, vnodes) {
+            (_, v) if (1..=max).contains(&v) => Ok(()),
+            (Placement::Xxh3, vnodes) => Err(RingError::VnodesOutOfRange { vnodes, max }),
+            (Placement::Ketama, weight) => Err(RingError::WeightOutOfRange { weight, max }),
+        }
+    }
+
+    /// Ketama's capacity checks for the membership in which member
+    /// `replaced` (or, if `None`, a new member) has `weight`: the total
+    /// weight must fit a `u32`, then `members * 160` points must fit
+    /// [`MAX_TOTAL_POINTS`].
+    fn ketama_capacity_ok(&self, replaced: Option<NodeId>, weight: u32) -> Result<(), RingError> {
+        let others: u64 = self
+            .members
+            .iter()
+            .filter(|(&id, _)| Some(id) != replaced)
+            .map(|(_, m)| u64::from(m.1))
+            .sum();
+        let total = others + u64::from(weight);
+        if total > u64::from(u32::MAX) {
+            return Err(RingError::TotalWeightTooLarge { total });
+        }
+        let servers = self.members.len() + usize::from(replaced.is_none());
+        let requested = servers * KETAMA_POINTS_PER_SERVER as usize;
+        if requested > MAX_TOTAL_POINTS {
+            return Err(RingError::TooManyPoints {
+                requested,
+                max: MAX_TOTAL_POINTS,
+            });
+        }
+        Ok(())
+    }
+
+    /// Same contract as [`super::Ring::add_node`]: `vnodes` is the new
+    /// member's weight (xxh3: its vnode count).
     pub fn add_node(&mut self, name: &str, vnodes: u32) -> Result<NodeId, RingError> {
-        if !(1..=MAX_NAME_BYTES).contains(&name.len()) {
+        let max = self.max_name_bytes();
+        if !(1..=max).contains(&name.len()) {
             return Err(RingError::InvalidName {
                 len: name.len(),
-                max: MAX_NAME_BYTES,
+                max,
             });
         }
         self.vnodes_ok(vnodes)?;
         if self.members.values().any(|(n, _)| n == name) {
             return Err(RingError::DuplicateName(name.to_owned()));
         }
-        let requested = self.total_points() + vnodes as usize;
-        if requested > MAX_TOTAL_POINTS {
-            return Err(RingError::TooManyPoints {
-                requested,
-                max: MAX_TOTAL_POINTS,
-            });
+        match self.placement {
+            Placement::Xxh3 => {
+                let requested = self.total_points() + vnodes as usize;
+                if requested > MAX_TOTAL_POINTS {
+                    return Err(RingError::TooManyPoints {
+                        requested,
+                        max: MAX_TOTAL_POINTS,
+                    });
+                }
+            }
+            Placement::Ketama => self.ketama_capacity_ok(None, vnodes)?,
         }
         if self.next_id == u32::MAX {
             return Err(RingError::IdsExhausted);
@@ -105,49 +227,192 @@ impl ReferenceRing {
         Ok(())
     }
 
-    /// Same contract as [`super::Ring::set_vnodes`].
+    /// Same contract as [`super::Ring::set_vnodes`]: `vnodes` is the
+    /// member's new weight (xxh3: its vnode count).
     pub fn set_vnodes(&mut self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
         let old = self.members.get(&id).ok_or(RingError::UnknownNode(id))?.1;
         self.vnodes_ok(vnodes)?;
-        let requested = self.total_points() - old as usize + vnodes as usize;
-        if requested > MAX_TOTAL_POINTS {
-            return Err(RingError::TooManyPoints {
-                requested,
-                max: MAX_TOTAL_POINTS,
-            });
+        match self.placement {
+            Placement::Xxh3 => {
+                let requested = self.total_points() - old as usize + vnodes as usize;
+                if requested > MAX_TOTAL_POINTS {
+                    return Err(RingError::TooManyPoints {
+                        requested,
+                        max: MAX_TOTAL_POINTS,
+                    });
+                }
+            }
+            Placement::Ketama => self.ketama_capacity_ok(Some(id), vnodes)?,
         }
         self.members.get_mut(&id).expect("checked above").1 = vnodes;
         self.rebuild();
         Ok(())
     }
 
+    /// The position of `key` on this ring: xxh3-64 ([`key_hash`]) or the
+    /// ketama MD5 hash ([`ketama_key_hash`]) widened to `u64`.
+    pub fn key_hash(&self, key: &[u8]) -> u64 {
+        match self.placement {
+            Placement::Xxh3 => key_hash(key),
+            Placement::Ketama => u64::from(ketama_key_hash(key)),
+        }
+    }
+
     /// The owner of the first point `>= key_hash(key)`, wrapping.
     pub fn lookup(&self, key: &[u8]) -> Option<NodeId> {
-        self.clockwise(key).next()
+        self.lookup_hash(self.key_hash(key))
+    }
+
+    /// The owner of the first point `>= hash`, wrapping past the last point
+    /// (and so from any position beyond a ketama ring's 32-bit space) to the
+    /// first; `None` on an empty ring. The model of
+    /// [`super::RingTable::lookup_hash`].
+    pub fn lookup_hash(&self, hash: u64) -> Option<NodeId> {
+        self.clockwise(hash).next()
     }
 
     /// The first `n` distinct owners clockwise from `key`.
     pub fn lookup_n(&self, key: &[u8], n: usize) -> Vec<NodeId> {
         let mut seen = BTreeSet::new();
-        self.clockwise(key)
+        self.clockwise(self.key_hash(key))
             .filter(|id| seen.insert(*id))
             .take(n)
             .collect()
     }
 
-    /// Every owner clockwise from `key`, once around the ring.
-    fn clockwise<'a>(&'a self, key: &[u8]) -> impl Iterator<Item = NodeId> + 'a {
-        let from = (key_hash(key), String::new());
+    /// Every owner clockwise from position `hash`, once around the ring.
+    fn clockwise(&self, hash: u64) -> impl Iterator<Item = NodeId> + '_ {
+        let from = (hash, Tie::Name(String::new()));
         self.points
             .range(from.clone()..)
             .chain(self.points.range(..from))
             .map(|(_, &id)| id)
     }
 
-    /// The members: id, name and vnode count.
+    /// The members, sorted by id: id, name and weight. The weight is what
+    /// `add_node`/`set_vnodes` set (what [`super::NodeInfo::weight`]
+    /// reports): under xxh3 it is also the member's vnode (point) count;
+    /// under ketama the point count is derived, see
+    /// [`ReferenceRing::point_counts`].
     pub fn members(&self) -> impl Iterator<Item = (NodeId, &str, u32)> {
         self.members
             .iter()
             .map(|(&id, (n, v))| (id, n.as_str(), *v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Ring;
+
+    /// Two names whose first ketama digests (`k` = 0) share the point
+    /// 3 732 221 958 (found by a birthday search over `"tie{i}"`).
+    const TIE: (&str, &str, u64) = ("tie14331", "tie17616", 3_732_221_958);
+
+    #[test]
+    fn the_tie_names_tie() {
+        let a = ketama_points(TIE.0, 0);
+        let b = ketama_points(TIE.1, 0);
+        assert!(a.iter().any(|&p| u64::from(p) == TIE.2));
+        assert!(b.iter().any(|&p| u64::from(p) == TIE.2));
+    }
+
+    #[test]
+    fn ketama_ties_go_to_the_earlier_member_in_both_rings() {
+        for (first, second) in [(TIE.0, TIE.1), (TIE.1, TIE.0)] {
+            let ring = Ring::with_placement(Placement::Ketama, 10);
+            let mut reference = ReferenceRing::with_placement(Placement::Ketama, 10);
+            for name in [first, second] {
+                assert_eq!(ring.add_node(name, 1), reference.add_node(name, 1));
+            }
+            assert_eq!(reference.lookup_hash(TIE.2), Some(NodeId(0)));
+            assert_eq!(ring.pin().lookup_hash(TIE.2), Some(NodeId(0)));
+            // The earlier member leaves: the point is the later one's.
+            ring.remove_node(NodeId(0)).unwrap();
+            reference.remove_node(NodeId(0)).unwrap();
+            assert_eq!(reference.lookup_hash(TIE.2), Some(NodeId(1)));
+            assert_eq!(ring.pin().lookup_hash(TIE.2), Some(NodeId(1)));
+        }
+    }
+
+    #[test]
+    fn ketama_errors_match_the_ring() {
+        let max = u32::MAX;
+        let ring = Ring::with_placement(Placement::Ketama, max);
+        let mut reference = ReferenceRing::with_placement(Placement::Ketama, max);
+        let long = "k".repeat(KETAMA_MAX_NAME_BYTES);
+        let too_long = "k".repeat(KETAMA_MAX_NAME_BYTES + 1);
+        assert_eq!(ring.add_node(&long, max), reference.add_node(&long, max));
+        let edits: Vec<(&str, u32)> = vec![
+            (&too_long, 1),
+            ("", 1),
+            ("b", 0),
+            (&long, 1),
+            ("b", 1),
+            ("b", max),
+        ];
+        for (name, weight) in edits {
+            let want = reference.add_node(name, weight);
+            assert!(want.is_err(), "{name}: {want:?}");
+            assert_eq!(ring.add_node(name, weight), want);
+        }
+        assert_eq!(
+            reference.add_node("b", 1),
+            Err(RingError::TotalWeightTooLarge {
+                total: u64::from(max) + 1
+            })
+        );
+        assert_eq!(
+            ring.set_vnodes(NodeId(0), 1),
+            reference.set_vnodes(NodeId(0), 1)
+        );
+        assert_eq!(
+            ring.add_node("b", max - 1),
+            reference.add_node("b", max - 1)
+        );
+        for (id, weight) in [(0, 2), (0, 0), (1, max), (7, 1)] {
+            let want = reference.set_vnodes(NodeId(id), weight);
+            assert!(want.is_err(), "{id} {weight}: {want:?}");
+            assert_eq!(ring.set_vnodes(NodeId(id), weight), want);
+        }
+        let counts: Vec<(NodeId, u32)> = reference.point_counts().collect();
+        let shares = ring.nodes();
+        let got: Vec<(NodeId, u32)> = shares.iter().map(|s| (s.id, s.vnodes)).collect();
+        assert_eq!(got, counts);
+    }
+
+    #[test]
+    fn ketama_lookups_match_the_ring() {
+        let ring = Ring::with_placement(Placement::Ketama, 1000);
+        let mut reference = ReferenceRing::with_placement(Placement::Ketama, 1000);
+        for (name, weight) in [("10.0.1.1", 600), ("10.0.1.2", 300), ("10.0.1.3", 200)] {
+            assert_eq!(
+                ring.add_node(name, weight),
+                reference.add_node(name, weight)
+            );
+        }
+        let snap = ring.pin();
+        let points: Vec<(u64, NodeId)> = snap.points().collect();
+        for &(p, _) in &points {
+            for h in [p.wrapping_sub(1), p, p + 1] {
+                assert_eq!(snap.lookup_hash(h), reference.lookup_hash(h), "{h}");
+            }
+        }
+        for h in [0, u64::from(u32::MAX), 1 << 32, u64::MAX] {
+            assert_eq!(snap.lookup_hash(h), reference.lookup_hash(h), "{h}");
+        }
+        assert_eq!(reference.lookup_hash(u64::MAX), Some(points[0].1));
+        for i in 0..500u32 {
+            let key = format!("key:{i}");
+            assert_eq!(
+                snap.lookup(key.as_bytes()),
+                reference.lookup(key.as_bytes())
+            );
+            assert_eq!(
+                snap.lookup_n(key.as_bytes(), 3),
+                reference.lookup_n(key.as_bytes(), 3)
+            );
+        }
     }
 }
