@@ -148,3 +148,26 @@ fn ties_go_to_the_earlier_server() {
     }
     eprintln!("{ties} tied points among {}", points.len());
 }
+
+/// A node whose weight is too small a share for one MD5 group gets no
+/// point, as in libmemcached: it stays a member but owns nothing, has a
+/// share of 0 and is in no replica set.
+#[test]
+fn a_weight_too_small_for_a_point_owns_nothing() {
+    let ring = Ring::with_placement(Placement::Ketama, 64);
+    let a = ring.add_node("a", 64).unwrap();
+    let b = ring.add_node("b", 64).unwrap();
+    // 1/129 of the weight among 3 servers: floor(1/129 * 40 * 3) = 0 groups.
+    let c = ring.add_node("c", 1).unwrap();
+    let snap = ring.pin();
+    let points: Vec<u32> = snap.nodes().iter().map(|n| n.vnodes).collect();
+    assert_eq!(points, [236, 236, 0]);
+    assert_eq!(snap.node_count(), 3);
+    let share = snap.shares().iter().find(|s| s.id == c).unwrap().share;
+    assert_eq!(share, 0.0);
+    for key in keys(7) {
+        let set = snap.lookup_n(&key, 3);
+        assert_eq!(set.len(), 2);
+        assert!(set.contains(&a) && set.contains(&b));
+    }
+}

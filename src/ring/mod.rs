@@ -276,7 +276,10 @@ impl Ring {
     }
 
     /// The first `n` distinct nodes clockwise from `key` (a replica set):
-    /// `min(n, node count)` ids, the first being `lookup(key)`.
+    /// `min(n, nodes with a point)` ids, the first being `lookup(key)`.
+    /// Every xxh3 node has a point; a ketama node whose weight is too small
+    /// a share for one MD5 group has none, owns nothing and is in no
+    /// replica set.
     pub fn lookup_n(&self, key: &[u8], n: usize) -> Vec<NodeId> {
         let guard = epoch::pin();
         self.table(&guard).lookup_n(key, n)

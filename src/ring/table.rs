@@ -321,8 +321,10 @@ impl RingTable {
 
     /// The first `n` distinct nodes clockwise from `key`: a replica set.
     ///
-    /// The first element is `lookup(key)`; the result has
-    /// `min(n, node_count())` elements.
+    /// The first element is `lookup(key)`; the result has `min(n, nodes
+    /// with at least one point)` elements: all members under xxh3, while
+    /// under ketama a node whose weight earns no MD5 group has no point and
+    /// can be in no replica set.
     pub fn lookup_n(&self, key: &[u8], n: usize) -> Vec<NodeId> {
         let want = n.min(self.nodes.len());
         let mut out = Vec::with_capacity(want);
