@@ -1,12 +1,20 @@
 //! Ring benchmarks: ringcache's lock-free ring side by side with the
-//! `hashring` crate (a sorted `Vec` searched by bisection, SipHash) and jump
-//! consistent hash (no vnodes, no table: the arithmetic lower reference).
+//! `hashring` crate (a sorted `Vec` searched by bisection, SipHash), jump
+//! consistent hash (no vnodes, no table: the arithmetic lower reference)
+//! and, for ketama placement, the `conhash` crate (an MD5 ring).
 //!
 //! What each group measures, and the design.md target it checks:
 //!
 //! * `lookup`: single-thread time per lookup of a short string key, at
 //!   10/100/1000 nodes x 100/160/1000 vnodes. Target: ringcache at least 4x
 //!   faster than `hashring` at 100 x 160 (about 15 ns, epoch pin included).
+//! * `placement`: the same, for ringcache's xxh3 (default) and ketama
+//!   placements and the `conhash` crate (MD5 points in a `BTreeMap`), at
+//!   100 equal nodes (ketama: 156 points each) and on libmemcached's 8
+//!   weighted servers, every ring with ketama's point counts. No design.md
+//!   target; it shows what libmemcached compatibility costs a lookup.
+//! * `key_hash`: the key hash alone, xxh3 vs ketama's MD5, so the reader
+//!   sees how much of ketama's lookup time is its hash.
 //! * `batch`: lookups through one pinned snapshot, reported per key
 //!   (target: faster still than single lookups).
 //! * `mutation`: the cost of one membership edit on a 100 x 160 ring.
@@ -17,13 +25,13 @@
 //!   show where a loss comes from.
 //! * `scaling`: total lookups/s of 1 and 2 reader threads, no writer.
 //!
-//! Run with `cargo bench --bench ring`; a whole run takes about 2.5 minutes
+//! Run with `cargo bench --bench ring`; a whole run takes about 3 minutes
 //! (plus the build) on a 2-core machine. Results and the machine they came
 //! from are in `docs/bench-ring.md`.
 //!
 //! Ring builds, key generation and thread spawns are kept outside every
 //! measured region. Keys are pre-generated and cycled through in a fixed
-//! order, so all three implementations hash the same bytes.
+//! order, so every implementation hashes the same bytes.
 //!
 //! Besides criterion's figures the run prints, on Linux, how much of each
 //! benchmark its thread spent waiting for a CPU (other processes running:
@@ -37,6 +45,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use conhash::ConsistentHash;
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BatchSize, Bencher, BenchmarkGroup, BenchmarkId, Criterion,
@@ -45,6 +54,7 @@ use criterion::{
 use hashring::HashRing;
 use jumphash::JumpHasher;
 use parking_lot::RwLock;
+use ringcache::hash::{ketama_key_hash, ketama_points_per_server, key_hash, Placement};
 use ringcache::{NodeId, Ring};
 
 /// How many distinct keys a benchmark cycles through: 4096, enough that the
@@ -213,6 +223,194 @@ fn bench_lookup(c: &mut Criterion) {
             }
         }
     }
+    group.finish();
+}
+
+/// libmemcached's weighted ketama test set, also in
+/// `tests/ketama_vectors.rs`: 8 servers and their weights, 4300 in all. Ketama gives them 176, 88, 56,
+/// 104, 296, 236, 280 and 28 points (1264 in all).
+const LIBMEMCACHED_SERVERS: [(&str, u32); 8] = [
+    ("10.0.1.1", 600),
+    ("10.0.1.2", 300),
+    ("10.0.1.3", 200),
+    ("10.0.1.4", 350),
+    ("10.0.1.5", 1000),
+    ("10.0.1.6", 800),
+    ("10.0.1.7", 950),
+    ("10.0.1.8", 100),
+];
+
+/// The largest ketama weight the ketama rings here accept: above every
+/// weight used (setup only; it does not affect lookups).
+const KETAMA_MAX_WEIGHT: u32 = 10_000;
+
+/// A node of a `conhash` ring. The crate asks only for a name (its points
+/// are MD5 of `"{name}:{replica}"`, kept whole, 16 bytes, as `Vec<u8>` keys
+/// of a `BTreeMap`); the id makes a lookup's answer a plain `u32`, as
+/// ringcache's `NodeId` is.
+#[derive(Clone)]
+struct ConNode {
+    /// The node's name, as in the ringcache rings of the same benchmark.
+    name: String,
+    /// The node's index in its member list.
+    id: u32,
+}
+
+impl conhash::Node for ConNode {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// The `conhash` ring the `placement` group compares against.
+type ConRing = ConsistentHash<ConNode>;
+
+/// The members of a `placement` ring: names and ketama weights.
+type Members = Vec<(String, u32)>;
+
+/// `nodes` members of equal weight, named as in every ringcache ring here.
+fn equal_members(nodes: u32) -> Members {
+    (0..nodes).map(|n| (node_name(n), 1)).collect()
+}
+
+/// [`LIBMEMCACHED_SERVERS`] as members.
+fn libmemcached_members() -> Members {
+    LIBMEMCACHED_SERVERS
+        .iter()
+        .map(|&(name, weight)| (name.to_owned(), weight))
+        .collect()
+}
+
+/// How many points ketama gives each member, by libmemcached's formula.
+/// Not always 160 at equal weights: the formula's `float` rounding gives
+/// each of 100 equal servers 156 (15 600 in all), as libmemcached and
+/// twemproxy do. The xxh3 and `conhash` rings of a
+/// `placement` benchmark give each node this many points too, so all three
+/// rings have the same size.
+fn ketama_point_counts(members: &[(String, u32)]) -> Vec<u32> {
+    let total = members.iter().map(|&(_, w)| w).sum();
+    let servers = u32::try_from(members.len()).expect("member count fits u32");
+    members
+        .iter()
+        .map(|&(_, weight)| ketama_points_per_server(weight, total, servers))
+        .collect()
+}
+
+/// Builds a ketama-placement ringcache `Ring` of `members` (setup only),
+/// and checks it has the point count the formula promises.
+fn build_ketama_ring(members: &[(String, u32)]) -> Ring {
+    let ring = Ring::with_placement(Placement::Ketama, KETAMA_MAX_WEIGHT);
+    for (name, weight) in members {
+        ring.add_node(name, *weight).expect("valid node");
+    }
+    let points: u32 = ketama_point_counts(members).iter().sum();
+    assert_eq!(ring.pin().point_count(), points as usize);
+    ring
+}
+
+/// Builds an xxh3-placement (default) ringcache `Ring` of `members`, each
+/// with as many vnodes as ketama gives it points (setup only).
+fn build_xxh3_ring(members: &[(String, u32)]) -> Ring {
+    let ring = Ring::new();
+    for ((name, _), vnodes) in members.iter().zip(ketama_point_counts(members)) {
+        ring.add_node(name, vnodes).expect("valid node");
+    }
+    ring
+}
+
+/// Builds a `conhash` ring of `members`, each with as many replicas as
+/// ketama gives it points (setup only).
+fn build_conhash(members: &[(String, u32)]) -> ConRing {
+    let mut ring = ConRing::new();
+    for (id, ((name, _), replicas)) in members.iter().zip(ketama_point_counts(members)).enumerate()
+    {
+        let node = ConNode {
+            name: name.clone(),
+            id: u32::try_from(id).expect("member count fits u32"),
+        };
+        ring.add(&node, replicas as usize);
+    }
+    ring
+}
+
+/// Single-thread time per lookup, one key per iteration, of ringcache in
+/// its two placement modes and of the `conhash` crate (MD5 points in a
+/// `BTreeMap`), in one group so that all three share one stretch of the
+/// machine's (noisy) time, on the same keys as `lookup`. Two ring sets:
+/// `100x156`, 100 nodes of equal weight (ketama gives each 156 points,
+/// not 160: see [`ketama_point_counts`]; 15 600 in all, 2.5% fewer than
+/// `lookup/*/100x160`), and `libmemcached_8`, the 8 weighted servers of
+/// [`LIBMEMCACHED_SERVERS`] (1264 points). Each node of the xxh3 and
+/// `conhash` rings gets the number of points ketama gives it, so the three
+/// rings are the same size. Why: ketama placement trades xxh3 for MD5
+/// (libmemcached and twemproxy compatibility); this shows what that costs
+/// per lookup, and how ringcache's ketama compares with an MD5 ring from
+/// crates. `key_hash` shows how much of it is the hash.
+fn bench_placement(c: &mut Criterion) {
+    let keys = make_keys();
+    let mut group = c.benchmark_group("placement");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.sample_size(60);
+    // The equal-weight set is named `{nodes}x{points per node}` as in
+    // `lookup`; the points per node are ketama's (156 for 100 nodes).
+    let equal = equal_members(REF_NODES);
+    let equal_size = format!("{REF_NODES}x{}", ketama_point_counts(&equal)[0]);
+    let sets = [
+        (equal_size, equal),
+        ("libmemcached_8".to_owned(), libmemcached_members()),
+    ];
+    for (size, members) in &sets {
+        // Built on a benchmark's first call, as in `lookup`.
+        let xxh3 = OnceCell::new();
+        bench_noted(&mut group, BenchmarkId::new("ringcache_xxh3", size), |b| {
+            let ring = xxh3.get_or_init(|| build_xxh3_ring(members));
+            b.iter_custom(|iters| time_lookups(&keys, iters, |key| ring.lookup(key.as_bytes())))
+        });
+        drop(xxh3);
+
+        let ketama = OnceCell::new();
+        bench_noted(
+            &mut group,
+            BenchmarkId::new("ringcache_ketama", size),
+            |b| {
+                let ring = ketama.get_or_init(|| build_ketama_ring(members));
+                b.iter_custom(|iters| time_lookups(&keys, iters, |key| ring.lookup(key.as_bytes())))
+            },
+        );
+        drop(ketama);
+
+        let con = OnceCell::new();
+        bench_noted(&mut group, BenchmarkId::new("conhash", size), |b| {
+            let ring = con.get_or_init(|| build_conhash(members));
+            b.iter_custom(|iters| {
+                time_lookups(&keys, iters, |key| ring.get(key.as_bytes()).map(|n| n.id))
+            })
+        });
+        drop(con);
+    }
+    group.finish();
+}
+
+/// Single-thread time to hash one key alone, no ring: xxh3-64
+/// ([`key_hash`], the default placement's) and MD5 cut to 32 bits
+/// ([`ketama_key_hash`], ketama's), on the same keys as `lookup`. Why: the
+/// difference between `placement/ringcache_xxh3` and
+/// `placement/ringcache_ketama` is mostly this difference (the ketama
+/// continuum is searched by the same code), so the two groups together
+/// show where ketama's time goes.
+fn bench_key_hash(c: &mut Criterion) {
+    let keys = make_keys();
+    let mut group = c.benchmark_group("key_hash");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.sample_size(60);
+    bench_noted(&mut group, BenchmarkId::from_parameter("xxh3"), |b| {
+        b.iter_custom(|iters| time_lookups(&keys, iters, |key| key_hash(key.as_bytes())))
+    });
+    bench_noted(&mut group, BenchmarkId::from_parameter("ketama_md5"), |b| {
+        b.iter_custom(|iters| time_lookups(&keys, iters, |key| ketama_key_hash(key.as_bytes())))
+    });
     group.finish();
 }
 
@@ -826,6 +1024,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_lookup, bench_batch, bench_mutation, bench_contention, bench_scaling
+    targets = bench_lookup, bench_placement, bench_key_hash, bench_batch, bench_mutation,
+        bench_contention, bench_scaling
 }
 criterion_main!(benches);
