@@ -179,7 +179,8 @@ impl Ring {
     /// let ring = Ring::with_placement(Placement::Ketama, 10_000);
     /// ring.add_node("10.0.1.1", 600).unwrap();
     /// ring.add_node("10.0.1.2", 300).unwrap();
-    /// assert_eq!(ring.pin().point_count(), 160 * 2);
+    /// // floor(600/900 * 40 * 2) * 4 + floor(300/900 * 40 * 2) * 4
+    /// assert_eq!(ring.pin().point_count(), 212 + 104);
     /// ```
     ///
     /// # Panics
