@@ -2,7 +2,8 @@
 # The dashboard in a real browser: headless Chromium (Debian's package,
 # installed when missing) loads GET / from a running ringcache, runs its
 # JavaScript, and the rendered DOM must show one legend row per node and one
-# ring mark per point; a screenshot is saved.
+# ring mark per point; a screenshot is saved. A second server with
+# --hash ketama must show a legend of weights with each node's points.
 #
 #   scripts/browser_test.sh [SCREENSHOT.png]   (default target/dashboard.png)
 #
@@ -48,5 +49,22 @@ mkdir -p "$(dirname "$shot")"
 browser --screenshot="$shot" --window-size=1150,560 >/dev/null
 [ -s "$shot" ] || { echo "browser_test.sh: no screenshot written" >&2; fail=1; }
 echo "screenshot: $shot"
+
+# A ketama cluster: the legend edits weights and shows each node's points.
+kport=$(python3 scripts/loadtool.py free-port)
+RUST_LOG=warn target/release/ringcache --listen "127.0.0.1:$kport" --hash ketama --nodes 3 >/dev/null 2>&1 &
+kpid=$!
+trap 'kill $pid $kpid 2>/dev/null || true; rm -rf "$profile"' EXIT
+python3 scripts/loadtool.py wait "127.0.0.1:$kport"
+kdom=$(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+  --disable-background-networking --disable-component-update --disable-sync \
+  --user-data-dir="$profile" --virtual-time-budget=5000 --dump-dom "http://127.0.0.1:$kport/" 2>/dev/null)
+krows=$(grep -o 'class="node-row' <<<"$kdom" | wc -l)
+kmarks=$(grep -o 'class="mark"' <<<"$kdom" | wc -l)
+kpoints=$(grep -o '(160 points)' <<<"$kdom" | wc -l)
+echo "ketama dashboard: $krows legend rows, $kmarks ring marks, $kpoints rows showing 160 points"
+grep -q '<th id="size-head">weight</th>' <<<"$kdom" || { echo "browser_test.sh: the ketama legend does not say weight" >&2; fail=1; }
+[ "$krows" = 3 ] && [ "$kmarks" = 480 ] && [ "$kpoints" = 3 ] || { echo "browser_test.sh: expected 3 ketama rows of 160 points and 480 marks" >&2; fail=1; }
+
 [ $fail = 0 ] || exit 1
-echo "browser test: 1 passed, 0 failed"
+echo "browser test: 2 passed, 0 failed"
