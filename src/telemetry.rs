@@ -188,7 +188,10 @@ impl Telemetry {
                 labels(),
                 n.stats.max_bytes as f64,
             );
+            // Points on the ring, and the configured weight they follow
+            // from (equal under xxh3; under ketama points follow all weights).
             self.gauge("ringcache_node_vnodes", labels(), f64::from(n.vnodes));
+            self.gauge("ringcache_node_weight", labels(), f64::from(n.weight));
             self.gauge("ringcache_node_ownership", labels(), n.share);
             self.gauge(
                 "ringcache_node_draining",

@@ -172,6 +172,10 @@ fn the_cli_starts_a_ketama_cluster_and_refuses_vnodes_for_it() {
             (Some(1), Some(160))
         );
     }
+    let metrics = server.get("/metrics").text();
+    for series in ["ringcache_node_weight{", "ringcache_node_vnodes{"] {
+        assert_eq!(metrics.matches(series).count(), 3, "{series} in {metrics}");
+    }
     let out = std::process::Command::new(common::BIN)
         .args(["--hash", "ketama", "--vnodes", "100"])
         .output()
