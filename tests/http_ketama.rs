@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use common::{pct, Server};
 use ringcache::hash::Placement;
@@ -48,25 +49,52 @@ fn vectors() -> Vec<(Vec<u8>, String)> {
         .collect()
 }
 
-/// Starts ringcache from a ketama config file listing `servers`.
-fn start_ketama(test: &str, servers: &[(String, u32)]) -> Server {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "ringcache-ketama-{}-{test}.yaml",
-        std::process::id()
-    ));
+/// The config file of a ketama cluster listening on `listen`.
+fn ketama_file(listen: &str, servers: &[(String, u32)]) -> String {
     let nodes: String = servers
         .iter()
         .map(|(n, w)| format!("  - {{ name: \"{n}\", weight: {w} }}\n"))
         .collect();
+    format!("listen: {listen}\nhash: ketama\nreload_interval: 1h\nnodes:\n{nodes}")
+}
+
+/// Where test `test` keeps its config file.
+fn file_path(test: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "ringcache-ketama-{}-{test}.yaml",
+        std::process::id()
+    ))
+}
+
+/// Starts ringcache from a ketama config file listing `servers`.
+fn start_ketama(test: &str, servers: &[(String, u32)]) -> Server {
+    let path = file_path(test);
     let shown = path.display().to_string();
     Server::start_args(|addr| {
-        std::fs::write(
-            &path,
-            format!("listen: {addr}\nhash: ketama\nnodes:\n{nodes}"),
-        )
-        .unwrap();
+        std::fs::write(&path, ketama_file(&addr.to_string(), servers)).unwrap();
         vec!["--config".to_string(), shown.clone()]
     })
+}
+
+/// A library ketama ring of `servers`, in order.
+fn model(servers: &[(String, u32)]) -> Ring {
+    let ring = Ring::with_placement(Placement::Ketama, 10_000);
+    for (n, w) in servers {
+        ring.add_node(n, *w).unwrap();
+    }
+    ring
+}
+
+/// Every key reads back its value from the node `model` names.
+fn assert_served_as(server: &Server, model: &Ring, keys: &[String]) {
+    let names = names(server);
+    let snap = model.pin();
+    for k in keys {
+        let r = server.get(&format!("/keys/{k}"));
+        assert_eq!((r.status, r.text()), (200, k.clone()), "key {k}");
+        let want = snap.node(snap.lookup(k.as_bytes()).unwrap()).unwrap();
+        assert_eq!(names[&r.routing().0], &*want.name, "key {k}");
+    }
 }
 
 /// Node index -> name, from `GET /nodes`.
@@ -107,24 +135,12 @@ fn live_admin_changes_keep_agreeing_with_a_ketama_ring() {
     let initial: Vec<(String, u32)> = (1..=3).map(|i| (format!("10.0.0.{i}"), i)).collect();
     let server = start_ketama("admin", &initial);
     // The same history, applied to a library ring.
-    let model = Ring::with_placement(Placement::Ketama, 10_000);
-    for (n, w) in &initial {
-        model.add_node(n, *w).unwrap();
-    }
+    let model = model(&initial);
     let keys: Vec<String> = (0..400).map(|i| format!("session:{i}")).collect();
     for k in &keys {
         assert_eq!(server.put(&format!("/keys/{k}"), k.as_bytes()).status, 201);
     }
-    let check = |server: &Server, model: &Ring| {
-        let names = names(server);
-        let snap = model.pin();
-        for k in &keys {
-            let r = server.get(&format!("/keys/{k}"));
-            assert_eq!((r.status, r.text()), (200, k.clone()), "key {k}");
-            let want = snap.node(snap.lookup(k.as_bytes()).unwrap()).unwrap();
-            assert_eq!(names[&r.routing().0], &*want.name, "key {k}");
-        }
-    };
+    let check = |server: &Server, model: &Ring| assert_served_as(server, model, &keys);
     check(&server, &model);
 
     // Add a node with a weight; vnodes are refused.
@@ -184,4 +200,67 @@ fn the_cli_starts_a_ketama_cluster_and_refuses_vnodes_for_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--weight"), "{err}");
+}
+
+/// A reload of a ketama file re-weights, adds and removes nodes by name, in
+/// file (server) order, and the cluster then agrees with a ring built from
+/// the new file; a reload that changes `hash` is refused whole.
+#[test]
+fn reloading_a_ketama_file_applies_weights_and_keys_follow() {
+    let before: Vec<(String, u32)> = vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)];
+    let server = start_ketama("reload", &before);
+    let keys: Vec<String> = (0..300).map(|i| format!("k:{i}")).collect();
+    for k in &keys {
+        assert_eq!(server.put(&format!("/keys/{k}"), k.as_bytes()).status, 201);
+    }
+    assert_served_as(&server, &model(&before), &keys);
+    let after: Vec<(String, u32)> = vec![("a".into(), 5), ("c".into(), 3), ("d".into(), 2)];
+    let listen = server.addr.to_string();
+    std::fs::write(file_path("reload"), ketama_file(&listen, &after)).unwrap();
+    server.signal("HUP");
+    let want: Vec<(String, u64)> = after
+        .iter()
+        .map(|(n, w)| (n.clone(), u64::from(*w)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut got: Vec<(String, u64)> = server
+            .nodes()
+            .iter()
+            .filter(|n| n["state"] == "serving")
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap().to_owned(),
+                    n["weight"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        got.sort();
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reload not applied: {got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.wait_rebalanced();
+    // "d" joined last, as the file lists it: the server order of the model.
+    assert_served_as(&server, &model(&after), &keys);
+    assert_eq!(server.total_keys(), keys.len() as u64, "stray copies");
+
+    // Switching placement needs a restart: the reload is refused whole.
+    let xxh3 = format!(
+        "listen: {listen}\nreload_interval: 1h\nnodes:\n  - name: a\n  - name: c\n  - name: d\n"
+    );
+    std::fs::write(file_path("reload"), xxh3).unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log_text().contains("cannot change while running") {
+        assert!(
+            Instant::now() < deadline,
+            "the refused reload was not logged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.get("/ring").json()["hash"], "ketama");
+    assert_served_as(&server, &model(&after), &keys);
 }
