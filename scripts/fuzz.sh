@@ -12,7 +12,9 @@
 # prints the op sequence it decodes to.
 #
 # Environment:
-#   FUZZ_SECONDS  how long to fuzz, in seconds (default 60)
+#   FUZZ_SECONDS  how long to fuzz, in seconds (default 120: xxh3 and
+#                 ketama inputs share it, and a ketama input costs ~50 ms
+#                 under the sanitizer, mostly MD5)
 #   FUZZ_TIMEOUT  seconds one input may take before it counts as a hang
 #                 (default 20; a normal input takes well under a second)
 #   FUZZ_CORPUS   the working corpus (default fuzz/target/corpus/ring_ops,
@@ -26,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 target=ring_ops
-seconds="${FUZZ_SECONDS:-60}"
+seconds="${FUZZ_SECONDS:-120}"
 timeout="${FUZZ_TIMEOUT:-20}"
 seeds="fuzz/corpus/$target"
 corpus="${FUZZ_CORPUS:-fuzz/target/corpus/$target}"

@@ -5,7 +5,7 @@
 #   every benchmark run once as a smoke test             (cargo test --benches)
 #   wrk churn smoke: reads during membership changes     (scripts/load.sh --smoke)
 #   the dashboard in headless Chromium                   (scripts/browser_test.sh)
-#   the ring_ops fuzz target for FUZZ_SECONDS (60)       (scripts/fuzz.sh)
+#   the ring_ops fuzz target for FUZZ_SECONDS (120)      (scripts/fuzz.sh)
 #
 # Exits non-zero on the first failure. Needs the nightly toolchain for the
 # fuzz stage; scripts/fuzz.sh installs cargo-fuzz, scripts/load.sh wrk and
@@ -25,7 +25,7 @@ scripts/load.sh --smoke
 echo "== dashboard in headless Chromium"
 scripts/browser_test.sh
 
-echo "== fuzz ring_ops for ${FUZZ_SECONDS:-60}s"
+echo "== fuzz ring_ops for ${FUZZ_SECONDS:-120}s"
 scripts/fuzz.sh
 
 # Reached only if every stage passed (set -e stops at the first failure).
