@@ -45,7 +45,7 @@ impl Default for Limits {
             max_value_bytes: 1 << 20,
             max_admin_body_bytes: 64 << 10,
             max_ttl_secs: 30 * 24 * 3600,
-            default_vnodes: 160,
+            default_vnodes: crate::ring::DEFAULT_VNODES,
             placement: Placement::Xxh3,
         }
     }

@@ -67,7 +67,7 @@ use serde::Deserialize;
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::hash::Placement;
-use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES};
+use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES, DEFAULT_VNODES};
 
 /// A byte size: a number, or a number with a unit (`B`, `KiB`, `MiB`,
 /// `GiB`, `KB`, `MB`, `GB`).
@@ -189,8 +189,6 @@ pub struct FileConfig {
 fn default_listen() -> String {
     "127.0.0.1:8000".into()
 }
-/// vnodes of a node when neither it nor `default_vnodes` gives a count.
-const DEFAULT_VNODES: u32 = 160;
 fn default_interval() -> Duration {
     Duration::from_secs(5)
 }

@@ -200,6 +200,7 @@ fn from_flags(cli: &Cli) -> Result<Setup, String> {
             cli.max_value_bytes, cli.node_max_bytes
         ));
     }
+    let default_vnodes = cli.vnodes.unwrap_or(ringcache::ring::DEFAULT_VNODES);
     let size = match (cli.hash, cli.vnodes, cli.weight) {
         (Placement::Xxh3, _, Some(_)) => {
             return Err("--weight applies only with --hash ketama; use --vnodes".into())
@@ -209,7 +210,7 @@ fn from_flags(cli: &Cli) -> Result<Setup, String> {
                 "--vnodes does not apply with --hash ketama; ketama nodes have a --weight".into(),
             )
         }
-        (Placement::Xxh3, vnodes, None) => vnodes.unwrap_or(160),
+        (Placement::Xxh3, _, None) => default_vnodes,
         (Placement::Ketama, None, weight) => {
             weight.unwrap_or(ringcache::ring::DEFAULT_KETAMA_WEIGHT)
         }
@@ -228,7 +229,7 @@ fn from_flags(cli: &Cli) -> Result<Setup, String> {
             limits: Limits {
                 max_key_bytes: cli.max_key_bytes as usize,
                 max_value_bytes: cli.max_value_bytes,
-                default_vnodes: cli.vnodes.unwrap_or(160),
+                default_vnodes,
                 placement: cli.hash,
                 ..Limits::default()
             },

@@ -86,6 +86,10 @@ pub use table::{NodeInfo, NodeShare, RingTable};
 /// The default largest vnode count of one node: 10 000, as design.md sets.
 pub const DEFAULT_MAX_VNODES: u32 = 10_000;
 
+/// The vnode count an xxh3 node gets when none is given: 160, ketama's
+/// customary points per server.
+pub const DEFAULT_VNODES: u32 = 160;
+
 /// The weight a ketama node gets when none is given: 1, as in libmemcached
 /// and twemproxy configs that list servers without weights.
 pub const DEFAULT_KETAMA_WEIGHT: u32 = 1;
