@@ -25,6 +25,7 @@
 //! mapping in every process and after every restart.
 
 use std::fmt;
+use std::io::Write;
 use std::str::FromStr;
 
 use md5::{Digest, Md5};
@@ -211,22 +212,12 @@ pub fn ketama_points(name: &str, k: u32) -> [u32; 4] {
         name.len() <= KETAMA_MAX_NAME_BYTES,
         "node name longer than KETAMA_MAX_NAME_BYTES"
     );
-    let mut buf = [0u8; KETAMA_MAX_NAME_BYTES + 11];
-    buf[..name.len()].copy_from_slice(name.as_bytes());
-    buf[name.len()] = b'-';
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut rest = k;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let len = name.len() + 1 + digits.len() - at;
-    buf[name.len() + 1..len].copy_from_slice(&digits[at..]);
+    // "{name}-{k}" fits: at most 74 + 1 + 10 bytes.
+    const HOST_BYTES: usize = KETAMA_MAX_NAME_BYTES + 11;
+    let mut buf = [0u8; HOST_BYTES];
+    let mut rest = &mut buf[..];
+    write!(rest, "{name}-{k}").expect("the buffer fits the longest name and index");
+    let len = HOST_BYTES - rest.len();
     let d = Md5::digest(&buf[..len]);
     let word = |i: usize| u32::from_le_bytes([d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]]);
     [word(0), word(1), word(2), word(3)]

@@ -103,10 +103,6 @@ pub struct RingTable {
     index: Box<[u32]>,
     /// `space_bits - bits`: a hash's bucket is `hash >> shift`.
     shift: u32,
-    /// The last bucket (`index.len() - 2`): a position beyond the hash
-    /// space (only possible through [`RingTable::lookup_hash`] on a ketama
-    /// table) is clamped to it, where it finds no point and wraps.
-    last_bucket: usize,
     /// Members, sorted by id.
     nodes: Box<[NodeInfo]>,
 }
@@ -202,7 +198,6 @@ impl RingTable {
             placement,
             points: points.into_boxed_slice(),
             owners: owners.into_boxed_slice(),
-            last_bucket: index.len() - 2,
             index,
             shift,
             nodes: nodes.into_boxed_slice(),
@@ -268,10 +263,12 @@ impl RingTable {
     #[inline]
     fn position(&self, hash: u64) -> usize {
         // `shift` is at most 63 (there are at least 2 buckets), so the shift
-        // cannot overflow. A hash inside the hash space lands in a bucket
-        // `<= last_bucket`; `min` clamps one beyond it (a caller's
-        // out-of-range ketama position), so `bucket + 1 < index.len()`.
-        let bucket = ((hash >> self.shift) as usize).min(self.last_bucket);
+        // cannot overflow. A hash inside the hash space lands in a bucket at
+        // most the last (`index.len() - 2`); `min` clamps a position beyond
+        // the space (a caller's out-of-range ketama position) to the last
+        // bucket, where it finds no point and wraps. So `bucket + 1 <
+        // index.len()`.
+        let bucket = ((hash >> self.shift) as usize).min(self.index.len() - 2);
         let lo = self.index[bucket] as usize;
         let hi = self.index[bucket + 1] as usize;
         // Every point in `lo..hi` is in this bucket and `points[hi]` (if
