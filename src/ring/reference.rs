@@ -24,8 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{NodeId, RingError, DEFAULT_MAX_VNODES, MAX_TOTAL_POINTS};
 use crate::hash::{
-    ketama_key_hash, ketama_points, ketama_points_per_server, key_hash, vnode_point, Placement,
-    KETAMA_MAX_NAME_BYTES, KETAMA_POINTS_PER_SERVER, MAX_NAME_BYTES,
+    ketama_points, ketama_points_per_server, vnode_point, Placement, KETAMA_POINTS_PER_SERVER,
 };
 
 /// The naive reference ring; same semantics as [`super::Ring`] of the same
@@ -91,10 +90,6 @@ impl ReferenceRing {
         self.max_vnodes
     }
 
-    fn total_points(&self) -> usize {
-        self.members.values().map(|m| m.1 as usize).sum()
-    }
-
     fn rebuild(&mut self) {
         self.points.clear();
         match self.placement {
@@ -141,14 +136,6 @@ impl ReferenceRing {
             })
     }
 
-    /// The longest name this ring's placement accepts.
-    fn max_name_bytes(&self) -> usize {
-        match self.placement {
-            Placement::Xxh3 => MAX_NAME_BYTES,
-            Placement::Ketama => KETAMA_MAX_NAME_BYTES,
-        }
-    }
-
     fn vnodes_ok(&self, vnodes: u32) -> Result<(), RingError> {
         let max = self.max_vnodes;
         match (self.placement, vnodes) {
@@ -158,11 +145,12 @@ impl ReferenceRing {
         }
     }
 
-    /// Ketama's capacity checks for the membership in which member
-    /// `replaced` (or, if `None`, a new member) has `weight`: the total
-    /// weight must fit a `u32`, then `members * 160` points must fit
+    /// The capacity checks for the membership in which member `replaced`
+    /// (or, if `None`, a new member) has `weight`. Xxh3: the points (the sum
+    /// of weights) must fit [`MAX_TOTAL_POINTS`]. Ketama: the total weight
+    /// must fit a `u32`, then `members * 160` points must fit
     /// [`MAX_TOTAL_POINTS`].
-    fn ketama_capacity_ok(&self, replaced: Option<NodeId>, weight: u32) -> Result<(), RingError> {
+    fn capacity_ok(&self, replaced: Option<NodeId>, weight: u32) -> Result<(), RingError> {
         let others: u64 = self
             .members
             .iter()
@@ -170,11 +158,16 @@ impl ReferenceRing {
             .map(|(_, m)| u64::from(m.1))
             .sum();
         let total = others + u64::from(weight);
-        if total > u64::from(u32::MAX) {
-            return Err(RingError::TotalWeightTooLarge { total });
-        }
         let servers = self.members.len() + usize::from(replaced.is_none());
-        let requested = servers * KETAMA_POINTS_PER_SERVER as usize;
+        let requested = match self.placement {
+            Placement::Xxh3 => total as usize,
+            Placement::Ketama => {
+                if total > u64::from(u32::MAX) {
+                    return Err(RingError::TotalWeightTooLarge { total });
+                }
+                servers * KETAMA_POINTS_PER_SERVER as usize
+            }
+        };
         if requested > MAX_TOTAL_POINTS {
             return Err(RingError::TooManyPoints {
                 requested,
@@ -187,7 +180,7 @@ impl ReferenceRing {
     /// Same contract as [`super::Ring::add_node`]: `vnodes` is the new
     /// member's weight (xxh3: its vnode count).
     pub fn add_node(&mut self, name: &str, vnodes: u32) -> Result<NodeId, RingError> {
-        let max = self.max_name_bytes();
+        let max = self.placement.max_name_bytes();
         if !(1..=max).contains(&name.len()) {
             return Err(RingError::InvalidName {
                 len: name.len(),
@@ -198,18 +191,7 @@ impl ReferenceRing {
         if self.members.values().any(|(n, _)| n == name) {
             return Err(RingError::DuplicateName(name.to_owned()));
         }
-        match self.placement {
-            Placement::Xxh3 => {
-                let requested = self.total_points() + vnodes as usize;
-                if requested > MAX_TOTAL_POINTS {
-                    return Err(RingError::TooManyPoints {
-                        requested,
-                        max: MAX_TOTAL_POINTS,
-                    });
-                }
-            }
-            Placement::Ketama => self.ketama_capacity_ok(None, vnodes)?,
-        }
+        self.capacity_ok(None, vnodes)?;
         if self.next_id == u32::MAX {
             return Err(RingError::IdsExhausted);
         }
@@ -230,32 +212,31 @@ impl ReferenceRing {
     /// Same contract as [`super::Ring::set_vnodes`]: `vnodes` is the
     /// member's new weight (xxh3: its vnode count).
     pub fn set_vnodes(&mut self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
-        let old = self.members.get(&id).ok_or(RingError::UnknownNode(id))?.1;
-        self.vnodes_ok(vnodes)?;
-        match self.placement {
-            Placement::Xxh3 => {
-                let requested = self.total_points() - old as usize + vnodes as usize;
-                if requested > MAX_TOTAL_POINTS {
-                    return Err(RingError::TooManyPoints {
-                        requested,
-                        max: MAX_TOTAL_POINTS,
-                    });
-                }
-            }
-            Placement::Ketama => self.ketama_capacity_ok(Some(id), vnodes)?,
+        if !self.members.contains_key(&id) {
+            return Err(RingError::UnknownNode(id));
         }
+        self.vnodes_ok(vnodes)?;
+        self.capacity_ok(Some(id), vnodes)?;
         self.members.get_mut(&id).expect("checked above").1 = vnodes;
         self.rebuild();
         Ok(())
     }
 
-    /// The position of `key` on this ring: xxh3-64 ([`key_hash`]) or the
-    /// ketama MD5 hash ([`ketama_key_hash`]) widened to `u64`.
+    /// The position of `key` on this ring ([`Placement::key_hash`]).
     pub fn key_hash(&self, key: &[u8]) -> u64 {
-        match self.placement {
-            Placement::Xxh3 => key_hash(key),
-            Placement::Ketama => u64::from(ketama_key_hash(key)),
-        }
+        self.placement.key_hash(key)
+    }
+
+    /// The point at which `key`'s owner is found: the first point `>=
+    /// key_hash(key)`, wrapping; `None` on an empty ring. The model of
+    /// [`super::RingTable::point_for`].
+    pub fn point_for(&self, key: &[u8]) -> Option<u64> {
+        let from = (self.key_hash(key), Tie::Name(String::new()));
+        self.points
+            .range(from..)
+            .chain(self.points.iter())
+            .next()
+            .map(|((p, _), _)| *p)
     }
 
     /// The owner of the first point `>= key_hash(key)`, wrapping.
@@ -304,6 +285,7 @@ impl ReferenceRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::KETAMA_MAX_NAME_BYTES;
     use crate::ring::Ring;
 
     /// Two names whose first ketama digests (`k` = 0) share the point
