@@ -6,6 +6,7 @@
 //! give vnodes to a ketama cluster.
 
 mod common;
+mod vectors;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,40 +15,6 @@ use std::time::{Duration, Instant};
 use common::{pct, Server};
 use ringcache::hash::Placement;
 use ringcache::Ring;
-
-const VECTORS: &str = include_str!("vectors/ketama-libmemcached.tsv");
-
-/// (name, weight) from the vectors' header, in server order.
-fn servers() -> Vec<(String, u32)> {
-    let line = VECTORS
-        .lines()
-        .skip_while(|l| !l.contains("Servers in order"))
-        .nth(1)
-        .expect("the header lists the servers");
-    line.trim_start_matches('#')
-        .split(',')
-        .map(|s| {
-            let (name, w) = s.trim().split_once(' ').unwrap();
-            (name.to_owned(), w.parse().unwrap())
-        })
-        .collect()
-}
-
-/// (key bytes, server) of every vector.
-fn vectors() -> Vec<(Vec<u8>, String)> {
-    VECTORS
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with("key_hex") && !l.is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            let key = (0..f[0].len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&f[0][i..i + 2], 16).unwrap())
-                .collect();
-            (key, f[3].to_owned())
-        })
-        .collect()
-}
 
 /// The config file of a ketama cluster listening on `listen`.
 fn ketama_file(listen: &str, servers: &[(String, u32)]) -> String {
@@ -108,12 +75,15 @@ fn names(server: &Server) -> HashMap<u32, String> {
 
 #[test]
 fn a_ketama_cluster_serves_every_vector_key_from_libmemcacheds_server() {
-    let server = start_ketama("vectors", &servers());
+    let server = start_ketama("vectors", &vectors::servers());
     let ring = server.get("/ring").json();
     assert_eq!(ring["hash"], "ketama");
     assert_eq!(ring["points"], 1264);
     let names = names(&server);
-    for (key, want) in vectors() {
+    for vectors::Vector {
+        key, server: want, ..
+    } in vectors::rows()
+    {
         let path = format!("/keys/{}", pct(&key));
         let put = server.put(&path, &key);
         assert_eq!(put.status, 201, "PUT {path}: {}", put.text());
