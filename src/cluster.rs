@@ -432,9 +432,10 @@ impl Cluster {
     ) -> Result<Served<SetOutcome>, ClusterError> {
         let value = value.into();
         let expires_at = ttl.map(|t| Instant::now() + t);
+        let hash = self.inner.config.placement.key_hash(key);
         self.write(
-            self.inner.config.placement.key_hash(key),
-            |owner| Ok(owner.set(key, value, expires_at)?),
+            hash,
+            |owner| Ok(owner.set(hash, key, value, expires_at)?),
             // A live older copy means the key existed: this set replaced it.
             |old, outcome| {
                 if old.delete(key) {
@@ -530,10 +531,7 @@ impl Cluster {
                     weight: vnodes,
                     // Set from the ring's count by `change`.
                     vnodes: 0,
-                    store: Arc::new(MemStore::with_placement(
-                        self.inner.config.node_max_bytes,
-                        self.inner.config.placement,
-                    )),
+                    store: Arc::new(MemStore::new(self.inner.config.node_max_bytes)),
                 }),
             ))
         })

@@ -49,8 +49,6 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
-use crate::hash::Placement;
-
 /// Key bytes, shared so scans and evictions can hold a key without copying.
 pub type Key = Arc<[u8]>;
 /// Value bytes, shared so a read clones a pointer under the shard lock.
@@ -120,6 +118,8 @@ pub struct MovedEntry {
     pub value: Value,
     /// When the entry expires, if ever.
     pub expires_at: Option<Instant>,
+    /// The key's placement hash, as the source store recorded it.
+    pub hash: u64,
 }
 
 /// A node's counters at one moment (each read separately, so they may be a
@@ -146,8 +146,8 @@ pub struct NodeStats {
 #[derive(Clone, Debug, Default)]
 pub struct ScanPage {
     /// Keys of this page (live or expired) whose hash the scan's filter
-    /// accepted.
-    pub keys: Vec<Key>,
+    /// accepted, each with that placement hash.
+    pub keys: Vec<(u64, Key)>,
     /// Entries the page examined, accepted or not.
     pub examined: usize,
     /// The cursor for the next page, or `None` when the scan is complete.
@@ -164,9 +164,13 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Option<Value>;
 
     /// Stores `value` under `key`, expiring at `expires_at` if given;
-    /// evicts other entries if the node goes over its cap.
+    /// evicts other entries if the node goes over its cap. `hash` is the
+    /// key's placement hash ([`crate::hash::Placement::key_hash`] of the
+    /// ring placing it), which the caller computed to route the write; the
+    /// store keeps it for [`Store::scan`] and never hashes keys itself.
     fn set(
         &self,
+        hash: u64,
         key: &[u8],
         value: Value,
         expires_at: Option<Instant>,
@@ -176,7 +180,7 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &[u8]) -> bool;
 
     /// One page of the node's keys, starting at `cursor` (0 for the first
-    /// page), keeping those whose placement hash ([`Placement::key_hash`])
+    /// page), keeping those whose placement hash (as given to `set`)
     /// `filter` accepts. A full scan examines every key present for its whole
     /// duration at least once; keys added or removed meanwhile may or may
     /// not appear. Relocation filters by "not owned here", so a store that
@@ -264,9 +268,11 @@ impl Entry {
 /// The embedded cache node: a `DashMap` with a memory cap, TTL and stats.
 ///
 /// ```
+/// use ringcache::hash::key_hash;
 /// use ringcache::node::{MemStore, SetOutcome, Store};
 /// let node = MemStore::new(1 << 20);
-/// assert_eq!(node.set(b"k", b"v".as_slice().into(), None), Ok(SetOutcome::Created));
+/// let set = node.set(key_hash(b"k"), b"k", b"v".as_slice().into(), None);
+/// assert_eq!(set, Ok(SetOutcome::Created));
 /// assert_eq!(node.get(b"k").as_deref(), Some(b"v".as_slice()));
 /// assert!(node.delete(b"k"));
 /// assert_eq!(node.stats().keys, 0);
@@ -283,8 +289,6 @@ pub struct MemStore {
     misses: StripedCounter,
     evictions: StripedCounter,
     expirations: StripedCounter,
-    /// Which key hash entries record (the cluster's ring's placement).
-    placement: Placement,
 }
 
 impl fmt::Debug for MemStore {
@@ -326,16 +330,8 @@ fn random() -> usize {
 }
 
 impl MemStore {
-    /// An empty node that holds at most `max_bytes` (see [`ENTRY_OVERHEAD`]),
-    /// recording xxh3 placement hashes.
+    /// An empty node that holds at most `max_bytes` (see [`ENTRY_OVERHEAD`]).
     pub fn new(max_bytes: usize) -> MemStore {
-        MemStore::with_placement(max_bytes, Placement::Xxh3)
-    }
-
-    /// An empty node whose entries record `placement`'s key hash, which
-    /// [`Store::scan`] filters on: it must be the placement of the ring the
-    /// node serves in.
-    pub fn with_placement(max_bytes: usize, placement: Placement) -> MemStore {
         MemStore {
             map: DashMap::with_hasher_and_shard_amount(ahash::RandomState::new(), SHARDS),
             max_bytes,
@@ -345,7 +341,6 @@ impl MemStore {
             misses: StripedCounter::new(),
             evictions: StripedCounter::new(),
             expirations: StripedCounter::new(),
-            placement,
         }
     }
 
@@ -363,6 +358,7 @@ impl MemStore {
     /// Returns the outcome, or `None` when a live entry was kept.
     fn insert(
         &self,
+        hash: u64,
         key: Key,
         value: Value,
         expires_at: Option<Instant>,
@@ -379,7 +375,7 @@ impl MemStore {
         let stamp = self.clock.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             value,
-            hash: self.placement.key_hash(&key),
+            hash,
             expires_at,
             last_access: AtomicU64::new(stamp),
         };
@@ -526,11 +522,12 @@ impl Store for MemStore {
 
     fn set(
         &self,
+        hash: u64,
         key: &[u8],
         value: Value,
         expires_at: Option<Instant>,
     ) -> Result<SetOutcome, StoreError> {
-        self.insert(Key::from(key), value, expires_at, false)
+        self.insert(hash, Key::from(key), value, expires_at, false)
             .map(|o| o.expect("an unconditional insert always stores"))
     }
 
@@ -564,7 +561,7 @@ impl Store for MemStore {
                     .iter()
                     .map(|b| b.as_ref())
                     .filter(|(_, e)| filter(e.get().hash))
-                    .map(|(k, _)| k.clone())
+                    .map(|(k, e)| (e.get().hash, k.clone()))
                     .collect()
             };
             (keys, table.len())
@@ -585,11 +582,12 @@ impl Store for MemStore {
         Some(MovedEntry {
             value: e.value.clone(),
             expires_at: e.expires_at,
+            hash: e.hash,
         })
     }
 
     fn import(&self, key: &Key, entry: MovedEntry) -> Result<bool, StoreError> {
-        self.insert(key.clone(), entry.value, entry.expires_at, true)
+        self.insert(entry.hash, key.clone(), entry.value, entry.expires_at, true)
             .map(|o| o.is_some())
     }
 

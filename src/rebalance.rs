@@ -342,10 +342,10 @@ fn sweep_node(inner: &Inner, slot: &NodeSlot) {
             .progress
             .scanned
             .fetch_add(page.examined as u64, Ordering::Relaxed);
-        let placement = inner.config.placement;
-        let candidates = page.keys.iter().map(|k| (placement.key_hash(k), k));
-        for (hash, key) in candidates {
-            move_key(inner, slot, key, hash);
+        // The store hands back each key's placement hash: no key is
+        // hashed again here (an MD5 under ketama).
+        for (hash, key) in &page.keys {
+            move_key(inner, slot, key, *hash);
         }
         cursor = page.next;
     }

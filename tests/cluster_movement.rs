@@ -44,7 +44,7 @@ fn locations(cluster: &Cluster) -> HashMap<Vec<u8>, NodeId> {
         let mut cursor = Some(0);
         while let Some(c) = cursor {
             let page = store.scan(c, &|_| true);
-            for k in page.keys {
+            for (_, k) in page.keys {
                 assert!(at.insert(k.to_vec(), n.id).is_none(), "{k:?} stored twice");
             }
             cursor = page.next;

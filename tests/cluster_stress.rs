@@ -278,7 +278,7 @@ fn relocation_keeps_every_acknowledged_write_under_churn() {
         let mut cursor = Some(0);
         while let Some(c) = cursor {
             let page = store.scan(c, &|_| true);
-            for k in page.keys {
+            for (_, k) in page.keys {
                 assert_eq!(
                     snap.lookup(&k),
                     Some(n.id),

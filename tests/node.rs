@@ -3,7 +3,30 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringcache::node::{MemStore, SetOutcome, Store, StoreError, ENTRY_OVERHEAD};
+use ringcache::hash::key_hash;
+use ringcache::node::{MemStore, SetOutcome, Store, StoreError, Value, ENTRY_OVERHEAD};
+
+/// `Store::set` with the key's xxh3 placement hash, as a cluster would
+/// route it (the store itself never hashes keys).
+trait Put {
+    fn put(
+        &self,
+        key: &[u8],
+        value: Value,
+        expires_at: Option<Instant>,
+    ) -> Result<SetOutcome, StoreError>;
+}
+
+impl Put for MemStore {
+    fn put(
+        &self,
+        key: &[u8],
+        value: Value,
+        expires_at: Option<Instant>,
+    ) -> Result<SetOutcome, StoreError> {
+        self.set(key_hash(key), key, value, expires_at)
+    }
+}
 
 fn cost(key: &[u8], value_len: usize) -> usize {
     key.len() + value_len + ENTRY_OVERHEAD
@@ -22,7 +45,7 @@ fn eviction_keeps_a_node_under_its_cap_under_a_write_flood() {
             s.spawn(move || {
                 for i in 0..per_thread {
                     let key = format!("t{t}-{i}");
-                    node.set(key.as_bytes(), vec![7u8; 100].into(), None)
+                    node.put(key.as_bytes(), vec![7u8; 100].into(), None)
                         .unwrap();
                     // After a single writer's set returns, its own evictions
                     // are done; others may be mid-write, so allow one entry
@@ -41,7 +64,7 @@ fn eviction_keeps_a_node_under_its_cap_under_a_write_flood() {
     let mut cursor = Some(0);
     while let Some(c) = cursor {
         let page = node.scan(c, &|_| true);
-        for k in &page.keys {
+        for (_, k) in &page.keys {
             charged += cost(k, node.export(k).unwrap().value.len());
         }
         cursor = page.next;
@@ -55,7 +78,7 @@ fn eviction_keeps_a_node_under_its_cap_under_a_write_flood() {
 fn eviction_prefers_entries_not_accessed_recently() {
     let node = MemStore::new(2_000 * cost(b"key-0000", 64));
     for i in 0..1_000 {
-        node.set(format!("key-{i:04}").as_bytes(), vec![0; 64].into(), None)
+        node.put(format!("key-{i:04}").as_bytes(), vec![0; 64].into(), None)
             .unwrap();
     }
     // Touch the first half while writing the flood, so they stay warm.
@@ -64,7 +87,7 @@ fn eviction_prefers_entries_not_accessed_recently() {
             node.get(format!("key-{i:04}").as_bytes());
         }
         for j in 0..300 {
-            node.set(
+            node.put(
                 format!("flood-{round}-{j:04}").as_bytes(),
                 vec![0; 64].into(),
                 None,
@@ -90,8 +113,8 @@ fn eviction_prefers_entries_not_accessed_recently() {
 #[test]
 fn an_entry_larger_than_the_cap_is_refused() {
     let node = MemStore::new(1000);
-    node.set(b"small", vec![1; 10].into(), None).unwrap();
-    let err = node.set(b"big", vec![0; 1000].into(), None).unwrap_err();
+    node.put(b"small", vec![1; 10].into(), None).unwrap();
+    let err = node.put(b"big", vec![0; 1000].into(), None).unwrap_err();
     assert!(matches!(
         err,
         StoreError::TooLarge {
@@ -109,11 +132,11 @@ fn an_entry_larger_than_the_cap_is_refused() {
 fn ttl_expiry_is_lazy_and_swept() {
     let node = MemStore::new(1 << 20);
     let soon = Some(Instant::now() + Duration::from_millis(50));
-    node.set(b"read-later", b"a".as_slice().into(), soon)
+    node.put(b"read-later", b"a".as_slice().into(), soon)
         .unwrap();
-    node.set(b"never-read", b"b".as_slice().into(), soon)
+    node.put(b"never-read", b"b".as_slice().into(), soon)
         .unwrap();
-    node.set(b"forever", b"c".as_slice().into(), None).unwrap();
+    node.put(b"forever", b"c".as_slice().into(), None).unwrap();
     assert!(node.get(b"read-later").is_some());
     std::thread::sleep(Duration::from_millis(80));
     assert_eq!(node.get(b"read-later"), None, "expired entry returned");
@@ -129,10 +152,10 @@ fn ttl_expiry_is_lazy_and_swept() {
     assert_eq!((stats.keys, stats.expirations), (1, 2));
     assert_eq!(stats.bytes, cost(b"forever", 1));
     // Setting over an expired entry creates the key anew.
-    node.set(b"gone", b"x".as_slice().into(), Some(Instant::now()))
+    node.put(b"gone", b"x".as_slice().into(), Some(Instant::now()))
         .unwrap();
     assert_eq!(
-        node.set(b"gone", b"y".as_slice().into(), None),
+        node.put(b"gone", b"y".as_slice().into(), None),
         Ok(SetOutcome::Created)
     );
 }
@@ -142,15 +165,15 @@ fn ttl_expiry_is_lazy_and_swept() {
 fn stats_add_up() {
     let node = MemStore::new(1 << 20);
     assert_eq!(
-        node.set(b"a", b"1".as_slice().into(), None),
+        node.put(b"a", b"1".as_slice().into(), None),
         Ok(SetOutcome::Created)
     );
     assert_eq!(
-        node.set(b"a", b"22".as_slice().into(), None),
+        node.put(b"a", b"22".as_slice().into(), None),
         Ok(SetOutcome::Replaced)
     );
     assert_eq!(
-        node.set(b"b", b"3".as_slice().into(), None),
+        node.put(b"b", b"3".as_slice().into(), None),
         Ok(SetOutcome::Created)
     );
     for _ in 0..3 {
@@ -178,15 +201,16 @@ fn stats_add_up() {
 fn import_only_fills_absent_keys() {
     use ringcache::node::{Key, MovedEntry};
     let node = MemStore::new(1 << 20);
-    node.set(b"k", b"new".as_slice().into(), None).unwrap();
+    node.put(b"k", b"new".as_slice().into(), None).unwrap();
     let old = MovedEntry {
         value: b"old".as_slice().into(),
         expires_at: None,
+        hash: key_hash(b"k"),
     };
     assert_eq!(node.import(&Key::from(&b"k"[..]), old.clone()), Ok(false));
     assert_eq!(node.get(b"k").as_deref(), Some(b"new".as_slice()));
     assert_eq!(node.import(&Key::from(&b"j"[..]), old.clone()), Ok(true));
-    node.set(b"e", b"x".as_slice().into(), Some(Instant::now()))
+    node.put(b"e", b"x".as_slice().into(), Some(Instant::now()))
         .unwrap();
     assert_eq!(node.import(&Key::from(&b"e"[..]), old), Ok(true));
     assert_eq!(node.get(b"e").as_deref(), Some(b"old".as_slice()));
