@@ -449,8 +449,10 @@ pub enum Body {
     Value(crate::node::Value),
     /// JSON text.
     Json(String),
-    /// Plain text (`/health`, `/metrics`).
+    /// Plain text (`/health`).
     Text(String),
+    /// The Prometheus text exposition (`/metrics`).
+    Metrics(String),
     /// A static HTML page.
     Html(&'static str),
 }
@@ -747,7 +749,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
         Command::Metrics => Reply {
             status: 200,
             routing: None,
-            body: Body::Text(metrics()),
+            body: Body::Metrics(metrics()),
         },
         Command::Health => Reply {
             status: 200,

@@ -9,7 +9,9 @@
 //! listen: 127.0.0.1:8000
 //! default_vnodes: 160
 //! reload_interval: 5s          # how often the file is checked; SIGHUP reloads at once
-//! limits: { max_key_bytes: 250, max_value_bytes: 1MiB, node_max_bytes: 256MiB }
+//! limits: { max_key_bytes: 250, max_value_bytes: 1MiB, node_max_bytes: 256MiB,
+//!           max_header_bytes: 16KiB, max_connections: 10000 }
+//! timeouts: { head: 10s, body: 30s, idle: 60s, write: 30s, shutdown: 10s }
 //! admin_token_file: /path/to/token   # optional
 //! nodes:
 //!   - name: cache-0
@@ -47,7 +49,7 @@
 //! # What can change live
 //!
 //! `nodes`, `default_vnodes` and `reload_interval` apply on reload.
-//! `listen`, `hash`, `limits` and `admin_token_file` are read at startup
+//! `listen`, `hash`, `limits`, `timeouts` and `admin_token_file` are read at startup
 //! (changing `hash` would move nearly every key at once); a reload
 //! that changes them is rejected as a whole (restart to change them), like
 //! any other invalid file: bad YAML, an unknown field, a duplicate or bad
@@ -58,7 +60,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,7 +69,9 @@ use serde::Deserialize;
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::hash::Placement;
+use crate::http::{ServerConfig, SessionLimits, Timeouts};
 use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES, DEFAULT_VNODES};
+pub use crate::telemetry::ReloadStats;
 
 /// A byte size: a number, or a number with a unit (`B`, `KiB`, `MiB`,
 /// `GiB`, `KB`, `MB`, `GB`).
@@ -135,6 +139,11 @@ pub struct FileLimits {
     /// Memory cap of each node in bytes.
     #[serde(deserialize_with = "size")]
     pub node_max_bytes: usize,
+    /// Longest request head in bytes (431 beyond it).
+    #[serde(deserialize_with = "size")]
+    pub max_header_bytes: usize,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for FileLimits {
@@ -143,6 +152,55 @@ impl Default for FileLimits {
             max_key_bytes: 250,
             max_value_bytes: 1 << 20,
             node_max_bytes: 256 << 20,
+            max_header_bytes: SessionLimits::default().max_head_bytes,
+            max_connections: ServerConfig::default().max_connections,
+        }
+    }
+}
+
+/// Connection timeouts from the file (`timeouts:`), as durations like
+/// `10s` or `500ms`; see [`Timeouts`] for what each bounds.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileTimeouts {
+    /// From a request's first byte to the end of its head.
+    #[serde(deserialize_with = "duration")]
+    pub head: Duration,
+    /// From the end of the head to the end of the body.
+    #[serde(deserialize_with = "duration")]
+    pub body: Duration,
+    /// Between requests on a keep-alive connection.
+    #[serde(deserialize_with = "duration")]
+    pub idle: Duration,
+    /// For a write of replies to make progress.
+    #[serde(deserialize_with = "duration")]
+    pub write: Duration,
+    /// For requests under way to finish at shutdown.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown: Duration,
+}
+
+impl Default for FileTimeouts {
+    fn default() -> Self {
+        let t = Timeouts::default();
+        FileTimeouts {
+            head: t.head,
+            body: t.body,
+            idle: t.idle,
+            write: t.write,
+            shutdown: t.shutdown,
+        }
+    }
+}
+
+impl From<&FileTimeouts> for Timeouts {
+    fn from(t: &FileTimeouts) -> Timeouts {
+        Timeouts {
+            head: t.head,
+            body: t.body,
+            idle: t.idle,
+            write: t.write,
+            shutdown: t.shutdown,
         }
     }
 }
@@ -179,6 +237,9 @@ pub struct FileConfig {
     /// Limits.
     #[serde(default)]
     pub limits: FileLimits,
+    /// Connection timeouts.
+    #[serde(default)]
+    pub timeouts: FileTimeouts,
     /// File holding the admin token (its content, trimmed).
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
@@ -361,10 +422,40 @@ impl FileConfig {
                 "limits: max_key_bytes and max_value_bytes must be positive".into(),
             ));
         }
-        if l.max_key_bytes + l.max_value_bytes + crate::node::ENTRY_OVERHEAD > l.node_max_bytes {
+        // Checked: a value near usize::MAX must not wrap into a small
+        // total that passes (and switches the body limit off).
+        let largest_entry = l
+            .max_key_bytes
+            .checked_add(l.max_value_bytes)
+            .and_then(|n| n.checked_add(crate::node::ENTRY_OVERHEAD));
+        if largest_entry.is_none_or(|n| n > l.node_max_bytes) {
             return Err(ConfigError {
-                message: "limits: the largest key and value must fit in node_max_bytes".into(),
-                line: line_of(text, "node_max_bytes"),
+                message: format!(
+                    "limits: the largest key ({}) and value ({}) must fit in node_max_bytes ({}) with {} bytes of overhead",
+                    l.max_key_bytes, l.max_value_bytes, l.node_max_bytes, crate::node::ENTRY_OVERHEAD
+                ),
+                line: line_of(text, "max_value_bytes").or_else(|| line_of(text, "node_max_bytes")),
+            });
+        }
+        if !(1024..=1 << 20).contains(&l.max_header_bytes) {
+            return Err(ConfigError {
+                message: format!(
+                    "limits: max_header_bytes must be from 1KiB to 1MiB, got {}",
+                    l.max_header_bytes
+                ),
+                line: line_of(text, "max_header_bytes"),
+            });
+        }
+        if l.max_connections == 0 {
+            return Err(ConfigError {
+                message: "limits: max_connections must be at least 1".into(),
+                line: line_of(text, "max_connections"),
+            });
+        }
+        if let Err(message) = Timeouts::from(&self.timeouts).validate() {
+            return Err(ConfigError {
+                message: format!("timeouts: {message}"),
+                line: line_of(text, "timeouts"),
             });
         }
         Ok(())
@@ -418,11 +509,12 @@ impl FileConfig {
 
     /// The settings a reload cannot change, for comparison with the
     /// running ones.
-    fn startup_only(&self) -> (&str, Placement, &FileLimits, Option<&Path>) {
+    fn startup_only(&self) -> (&str, Placement, &FileLimits, &FileTimeouts, Option<&Path>) {
         (
             &self.listen,
             self.hash,
             &self.limits,
+            &self.timeouts,
             self.admin_token_file.as_deref(),
         )
     }
@@ -479,15 +571,6 @@ pub fn apply(cluster: &Cluster, cfg: &FileConfig) -> Result<Applied, ClusterErro
         }
     }
     Ok(applied)
-}
-
-/// Counts of reloads, for metrics.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// Reloads that applied a changed file.
-    pub ok: AtomicU64,
-    /// Reloads rejected.
-    pub failed: AtomicU64,
 }
 
 /// Watches the file: re-reads it every `reload_interval` and at once when

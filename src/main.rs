@@ -10,7 +10,7 @@ use clap::Parser;
 use ringcache::api::Limits;
 use ringcache::cluster::{Cluster, ClusterConfig};
 use ringcache::hash::Placement;
-use ringcache::http::{Server, ServerConfig};
+use ringcache::http::{Listener, Server, ServerConfig, SessionLimits, Timeouts};
 
 /// A cache cluster behind one HTTP endpoint: keys are placed on embedded
 /// cache nodes by a lock-free consistent hash ring with virtual nodes, and
@@ -22,7 +22,7 @@ struct Cli {
     /// limits, admin_token_file, nodes). It is re-read every reload_interval and on
     /// SIGHUP; a changed file is applied to the running cluster. Replaces
     /// the flags that describe the cluster, which may not be given with it.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "hash", "nodes", "vnodes", "weight", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "hash", "nodes", "vnodes", "weight", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes", "max_header_bytes", "max_connections", "head_timeout", "body_timeout", "idle_timeout", "write_timeout", "shutdown_timeout"])]
     config: Option<std::path::PathBuf>,
 
     /// Address to listen on (host:port). Keep it on loopback unless a proxy
@@ -75,6 +75,38 @@ struct Cli {
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     max_value_bytes: usize,
 
+    /// Longest request head (request line and headers) accepted, in
+    /// bytes; a longer one gets 431 and the connection is closed.
+    #[arg(long, default_value_t = SessionLimits::default().max_head_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 20), value_name = "BYTES")]
+    max_header_bytes: usize,
+
+    /// Connections served at once; more get 503 and are closed. Keep it
+    /// below the descriptor limit (ulimit -n).
+    #[arg(long, default_value_t = ServerConfig::default().max_connections, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), value_name = "N")]
+    max_connections: usize,
+
+    /// Time a request head may take to arrive, from its first byte (408
+    /// after it).
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    head_timeout: Duration,
+
+    /// Time a request body may take to arrive, from the end of the head
+    /// (408 after it).
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    body_timeout: Duration,
+
+    /// Time a keep-alive connection may sit idle between requests.
+    #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
+    idle_timeout: Duration,
+
+    /// Time a write of replies may wait for a client that does not read.
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    write_timeout: Duration,
+
+    /// Time requests under way get to finish on SIGTERM or SIGINT.
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    shutdown_timeout: Duration,
+
     /// Coroutine worker threads (0: one per core).
     #[arg(long, default_value_t = 0, value_name = "N")]
     workers: usize,
@@ -84,10 +116,20 @@ struct Cli {
     no_request_metrics: bool,
 }
 
+/// Parses a duration such as `10s` or `500ms`; zero is refused.
+fn duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 10s or 500ms: {e}"))?;
+    if d.is_zero() {
+        return Err("a timeout must be positive".into());
+    }
+    Ok(d)
+}
+
 /// Default log filter: ringcache at info; may's per-connection lines and
 /// may_minihttp's report of every closed or malformed connection are noise
 /// at that level (override with RUST_LOG).
-const LOG_FILTER: &str = "info,may=warn,may_minihttp=off";
+const LOG_FILTER: &str = "info,may=warn";
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -111,15 +153,15 @@ fn main() -> ExitCode {
         None => from_flags(&cli),
     };
     let Setup {
-        listen,
+        listener,
         cluster,
         mut config,
         watched,
     } = match setup {
         Ok(s) => s,
-        Err(msg) => {
+        Err(Failure(code, msg)) => {
             eprintln!("ringcache: {msg}");
-            return ExitCode::from(2);
+            return ExitCode::from(code);
         }
     };
     config.workers = cli.workers;
@@ -130,16 +172,18 @@ fn main() -> ExitCode {
         r
     });
     let admin = config.admin_token.is_some();
-    let server = match Server::start(&listen, cluster.clone(), config) {
+    let grace = config.timeouts.shutdown;
+    let mut server = match Server::start(listener, cluster.clone(), config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ringcache: cannot listen on {listen}: {e}");
+            eprintln!("ringcache: cannot serve: {e}");
             return ExitCode::FAILURE;
         }
     };
     log::info!(
-        "ringcache {} listening on http://{listen} with {} nodes{}",
+        "ringcache {} listening on http://{} with {} nodes{}",
         env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
         cluster.node_count(),
         if admin { " (admin token required)" } else { "" }
     );
@@ -154,7 +198,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    std::thread::spawn(move || server.wait());
     for signal in signals.forever() {
         if signal == signal_hook::consts::SIGHUP {
             match &reloader {
@@ -166,8 +209,13 @@ fn main() -> ExitCode {
             }
             continue;
         }
-        log::info!("signal {signal} received; shutting down");
+        log::info!("signal {signal} received; finishing requests under way (up to {grace:?})");
         break;
+    }
+    if server.shutdown(grace) {
+        log::info!("every request under way was answered");
+    } else {
+        log::warn!("exiting with requests still under way after {grace:?}");
     }
     // In-memory data has nothing to flush; let a running relocation finish
     // briefly so the log says where it stood, then exit.
@@ -180,41 +228,60 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Why the binary cannot start: the exit code (2 for bad arguments or
+/// file, 1 for the environment, such as a busy port) and one line.
+struct Failure(u8, String);
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Failure(2, msg)
+    }
+}
+
+/// Binds first, so a busy port is the one line a failed start prints.
+fn bind(addr: &str) -> Result<Listener, Failure> {
+    Listener::bind(addr).map_err(|e| Failure(1, format!("cannot listen on {addr}: {e}")))
+}
+
 /// What main needs to serve: the address, the cluster, the server settings
 /// and, with a config file, what the reloader watches.
 struct Setup {
-    listen: String,
+    listener: Listener,
     cluster: Arc<Cluster>,
     config: ServerConfig,
     watched: Option<(std::path::PathBuf, String, ringcache::config::FileConfig)>,
 }
 
-fn from_flags(cli: &Cli) -> Result<Setup, String> {
-    if cli
+fn from_flags(cli: &Cli) -> Result<Setup, Failure> {
+    let largest_entry = cli
         .max_value_bytes
-        .saturating_add(cli.max_key_bytes as usize + ringcache::node::ENTRY_OVERHEAD)
-        > cli.node_max_bytes
-    {
-        return Err(format!(
+        .checked_add(cli.max_key_bytes as usize)
+        .and_then(|n| n.checked_add(ringcache::node::ENTRY_OVERHEAD));
+    if largest_entry.is_none_or(|n| n > cli.node_max_bytes) {
+        return Err(Failure::from(format!(
             "--max-value-bytes ({}) must fit in --node-max-bytes ({}) with its key and overhead",
             cli.max_value_bytes, cli.node_max_bytes
-        ));
+        )));
     }
     let default_vnodes = cli.vnodes.unwrap_or(ringcache::ring::DEFAULT_VNODES);
     let size = match (cli.hash, cli.vnodes, cli.weight) {
         (Placement::Xxh3, _, Some(_)) => {
-            return Err("--weight applies only with --hash ketama; use --vnodes".into())
+            return Err(Failure::from(
+                "--weight applies only with --hash ketama; use --vnodes".to_string(),
+            ))
         }
         (Placement::Ketama, Some(_), _) => {
-            return Err(
-                "--vnodes does not apply with --hash ketama; ketama nodes have a --weight".into(),
-            )
+            return Err(Failure::from(
+                "--vnodes does not apply with --hash ketama; ketama nodes have a --weight"
+                    .to_string(),
+            ))
         }
         (Placement::Xxh3, _, None) => default_vnodes,
         (Placement::Ketama, None, weight) => {
             weight.unwrap_or(ringcache::ring::DEFAULT_KETAMA_WEIGHT)
         }
     };
+    let listener = bind(&cli.listen)?;
     let cluster_config = ClusterConfig {
         node_max_bytes: cli.node_max_bytes,
         placement: cli.hash,
@@ -223,7 +290,7 @@ fn from_flags(cli: &Cli) -> Result<Setup, String> {
     let cluster = Cluster::with_nodes(cluster_config, "cache", cli.nodes as usize, size)
         .map_err(|e| format!("cannot build the cluster: {e}"))?;
     Ok(Setup {
-        listen: cli.listen.clone(),
+        listener,
         cluster: Arc::new(cluster),
         config: ServerConfig {
             limits: Limits {
@@ -233,6 +300,18 @@ fn from_flags(cli: &Cli) -> Result<Setup, String> {
                 placement: cli.hash,
                 ..Limits::default()
             },
+            session: SessionLimits {
+                max_head_bytes: cli.max_header_bytes,
+                ..SessionLimits::default()
+            },
+            timeouts: Timeouts {
+                head: cli.head_timeout,
+                body: cli.body_timeout,
+                idle: cli.idle_timeout,
+                write: cli.write_timeout,
+                shutdown: cli.shutdown_timeout,
+            },
+            max_connections: cli.max_connections,
             admin_token: cli.admin_token.clone(),
             ..ServerConfig::default()
         },
@@ -240,11 +319,12 @@ fn from_flags(cli: &Cli) -> Result<Setup, String> {
     })
 }
 
-fn from_file(path: &std::path::Path) -> Result<Setup, String> {
+fn from_file(path: &std::path::Path) -> Result<Setup, Failure> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let file = ringcache::config::FileConfig::parse(&text).map_err(|e| format!("{shown}: {e}"))?;
     let admin_token = file.admin_token().map_err(|e| format!("{shown}: {e}"))?;
+    let listener = bind(&file.listen)?;
     let cluster = Cluster::new(ClusterConfig {
         node_max_bytes: file.limits.node_max_bytes,
         placement: file.hash,
@@ -253,7 +333,7 @@ fn from_file(path: &std::path::Path) -> Result<Setup, String> {
     ringcache::config::apply(&cluster, &file).map_err(|e| format!("{shown}: {e}"))?;
     cluster.wait_rebalanced(Duration::from_secs(60));
     Ok(Setup {
-        listen: file.listen.clone(),
+        listener,
         cluster: Arc::new(cluster),
         config: ServerConfig {
             limits: Limits {
@@ -263,6 +343,12 @@ fn from_file(path: &std::path::Path) -> Result<Setup, String> {
                 placement: file.hash,
                 ..Limits::default()
             },
+            session: SessionLimits {
+                max_head_bytes: file.limits.max_header_bytes,
+                ..SessionLimits::default()
+            },
+            timeouts: Timeouts::from(&file.timeouts),
+            max_connections: file.limits.max_connections,
             admin_token,
             ..ServerConfig::default()
         },

@@ -14,6 +14,7 @@
 //! node, ring version, relocation) are copied into gauges only when
 //! `/metrics` is scraped.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -44,8 +45,9 @@ const ROUTES: [&str; 13] = [
 const UNROUTED: usize = ROUTES.len();
 
 /// Statuses the server answers with; anything else counts as "other".
-const STATUSES: [u16; 14] = [
-    200, 201, 202, 204, 400, 401, 404, 405, 409, 411, 413, 500, 503, 0,
+const STATUSES: [u16; 20] = [
+    200, 201, 202, 204, 400, 401, 404, 405, 408, 409, 411, 413, 417, 429, 431, 500, 501, 503, 504,
+    0,
 ];
 
 /// Latency histogram buckets, in seconds: 25 µs to 1 s, roughly x2.5 per
@@ -70,6 +72,15 @@ fn status_index(status: u16) -> usize {
         .iter()
         .position(|&s| s == status)
         .unwrap_or(STATUSES.len() - 1)
+}
+
+/// Counts of config file reloads, kept by the reloader and exported here.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Reloads that applied a changed file.
+    pub ok: AtomicU64,
+    /// Reloads rejected.
+    pub failed: AtomicU64,
 }
 
 /// The server's metrics.
@@ -156,11 +167,7 @@ impl Telemetry {
 
     /// Copies the cluster's figures into the recorder and renders the
     /// Prometheus text exposition.
-    pub fn render(
-        &self,
-        cluster: &Cluster,
-        reloads: Option<&crate::config::ReloadStats>,
-    ) -> String {
+    pub fn render(&self, cluster: &Cluster, reloads: Option<&ReloadStats>) -> String {
         if let Some(r) = reloads {
             use std::sync::atomic::Ordering::Relaxed;
             for (result, n) in [

@@ -82,6 +82,23 @@ impl Server {
     ///
     /// As [`Server::start_with`].
     pub fn start_args(args_for: impl Fn(SocketAddr) -> Vec<String>) -> Server {
+        Server::start_inner(args_for, None)
+    }
+
+    /// As [`Server::start_with`], with the process's descriptor limit
+    /// (`ulimit -n`) set to `nofile`.
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Server {
+        Server::start_inner(
+            |addr| {
+                let mut full = vec!["--listen".to_string(), addr.to_string()];
+                full.extend(args.iter().map(|a| a.to_string()));
+                full
+            },
+            Some(nofile),
+        )
+    }
+
+    fn start_inner(args_for: impl Fn(SocketAddr) -> Vec<String>, nofile: Option<u32>) -> Server {
         const ATTEMPTS: usize = 4;
         for attempt in 1..=ATTEMPTS {
             let port = free_port();
@@ -90,7 +107,18 @@ impl Server {
             let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("ringcache-http-{}-{port}.log", std::process::id()));
             let stderr = std::fs::File::create(&log).expect("creating the server log");
-            let child = Command::new(BIN)
+            let mut command = match nofile {
+                // `exec` keeps the pid: the child is ringcache itself.
+                Some(n) => {
+                    let mut c = Command::new("sh");
+                    c.arg("-c")
+                        .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                        .arg(BIN);
+                    c
+                }
+                None => Command::new(BIN),
+            };
+            let child = command
                 .args(&args)
                 // The defaults under test, not whatever the caller's shell has.
                 .env_remove("RUST_LOG")
@@ -133,6 +161,49 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process's resident memory in KiB (`VmRSS` in /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// CPU time the process has used (user + system, /proc/PID/stat).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("reading /proc/PID/stat");
+        // Fields after the parenthesised command name; utime and stime are
+        // fields 14 and 15 of the whole line, in clock ticks (USER_HZ, 100
+        // on Linux).
+        let after = &stat[stat.rfind(')').expect("stat has a comm field") + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
     }
 
     /// Sends `signal` (e.g. "HUP") to the server process.
@@ -403,6 +474,8 @@ impl Outcome {
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The next response answers a HEAD request, so it has no content.
+    pub reply_to_head: bool,
 }
 
 impl Conn {
@@ -419,6 +492,7 @@ impl Conn {
         Ok(Conn {
             stream,
             buf: Vec::new(),
+            reply_to_head: false,
         })
     }
 
@@ -463,7 +537,10 @@ impl Conn {
         body: Option<&[u8]>,
     ) -> io::Result<Response> {
         self.send(&request_bytes(method, path.as_bytes(), headers, body))?;
-        self.read_response()
+        self.reply_to_head = method == "HEAD";
+        let r = self.read_response();
+        self.reply_to_head = false;
+        r
     }
 
     /// Reads one response: status line, headers, `Content-Length` body.
@@ -500,13 +577,18 @@ impl Conn {
                 .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
             headers.push((name.trim().to_owned(), value.trim().to_owned()));
         }
-        let length: usize = headers
+        // 1xx and 204 replies have no content and no Content-Length, nor
+        // do replies to HEAD (the server never sends one there).
+        let length: usize = match headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .ok_or_else(|| bad("no Content-Length in the response".into()))?
-            .1
-            .parse()
-            .map_err(|e| bad(format!("bad Content-Length: {e}")))?;
+        {
+            Some((_, v)) => v
+                .parse()
+                .map_err(|e| bad(format!("bad Content-Length: {e}")))?,
+            None if status == 204 || (100..200).contains(&status) || self.reply_to_head => 0,
+            None => return Err(bad("no Content-Length in the response".into())),
+        };
         let body_start = head_end + 4;
         while self.buf.len() < body_start + length {
             self.fill()?;

@@ -1,0 +1,212 @@
+//! One connection's I/O loop: moves bytes between a may socket and a
+//! [`Session`], and enforces time.
+//!
+//! This module owns reads, writes, timeouts and the closing handshake. It
+//! makes no protocol decision (that is [`super::session`]) and runs no
+//! request (that is [`super::service`]).
+//!
+//! # Timeouts
+//!
+//! The socket's read timeout follows the session's phase:
+//! * **idle** (between requests): [`Timeouts::idle`] for the first byte of
+//!   the next request, then the connection closes silently;
+//! * **head**: the whole head must arrive within [`Timeouts::head`] of its
+//!   first byte, however slowly it trickles in (a deadline, not a per-read
+//!   timeout, so one byte every few seconds cannot hold a connection);
+//! * **body**: likewise [`Timeouts::body`] from the end of the head.
+//!
+//! A head or body that misses its deadline gets 408 and a close. Writes
+//! time out after [`Timeouts::write`]: a client that stops reading its
+//! replies is disconnected, and until then it is back-pressured (the
+//! session stops taking its requests).
+//!
+//! The read timeout is a socket option (a system call to change), so it is
+//! set only when the wanted value changes: a keep-alive client whose
+//! requests each arrive whole stays in the idle phase and costs none.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use may::net::TcpStream;
+
+use super::service::CacheService;
+use super::session::{Phase, Session, Step};
+use super::{Shared, Timeouts};
+
+/// How long a closing connection keeps reading (and discarding) what the
+/// client still sends after the last reply, so the kernel does not answer
+/// those bytes with a reset that could destroy the reply in flight.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Bytes read at most while lingering.
+const LINGER_BYTES: usize = 256 << 10;
+
+/// Counts the connection as having a request under way while it lives
+/// (for the shutdown drain).
+struct InFlight<'a>(&'a Shared, bool);
+
+impl InFlight<'_> {
+    fn set(&mut self, busy: bool) {
+        if busy != self.1 {
+            self.1 = busy;
+            // Relaxed: a counter read by the drain loop, which only needs
+            // to see it reach zero eventually; no data is published.
+            if busy {
+                self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+/// Serves one connection until it closes.
+pub(super) fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
+    let timeouts = shared.config.timeouts;
+    // Replies are written whole, one write per batch: Nagle would only
+    // delay the last segment of each.
+    let _ = stream.set_nodelay(true);
+    if stream.set_write_timeout(Some(timeouts.write)).is_err() {
+        return;
+    }
+    let mut session = Session::new(CacheService::new(shared.clone()), shared.config.session);
+    let mut in_flight = InFlight(&shared, false);
+    let mut timeout_set: Option<Duration> = None;
+    // When the current phase began (the deadline's origin).
+    let mut phase = Phase::Idle;
+    let mut since = Instant::now();
+    let mut date = super::date::Cached::default();
+    loop {
+        if shared.stopping.load(Ordering::Relaxed) {
+            session.stop_after_reply();
+        }
+        match session.advance() {
+            Step::Read(now_in) => {
+                if write_out(&mut stream, &mut session).is_err() {
+                    return;
+                }
+                if now_in != phase {
+                    phase = now_in;
+                    since = Instant::now();
+                }
+                in_flight.set(phase != Phase::Idle);
+                let wanted = match phase {
+                    Phase::Idle => timeouts.idle,
+                    Phase::Head => deadline_left(since, timeouts.head),
+                    Phase::Body => deadline_left(since, timeouts.body),
+                };
+                // A zero timeout would mean "none" to the socket.
+                let wanted = wanted.max(Duration::from_millis(1));
+                if timeout_set != Some(wanted) {
+                    if stream.set_read_timeout(Some(wanted)).is_err() {
+                        return;
+                    }
+                    timeout_set = Some(wanted);
+                }
+                match stream.read(session.spare()) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        session.filled(n);
+                        // Stamp replies with the date of their request's
+                        // arrival, formatted at most once a second.
+                        session.set_date(date.now());
+                    }
+                    Err(e) if is_timeout(&e) => {
+                        if phase == Phase::Idle {
+                            return;
+                        }
+                        session.timed_out();
+                    }
+                    Err(_) => return,
+                }
+            }
+            Step::Flush => {
+                if write_out(&mut stream, &mut session).is_err() {
+                    return;
+                }
+            }
+            Step::Close => {
+                if write_out(&mut stream, &mut session).is_ok() {
+                    linger(&mut stream);
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn deadline_left(since: Instant, limit: Duration) -> Duration {
+    limit.saturating_sub(since.elapsed())
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+/// Writes all pending output (or fails: the client is gone or stopped
+/// reading for longer than the write timeout).
+fn write_out(stream: &mut TcpStream, session: &mut Session<CacheService>) -> io::Result<()> {
+    let out = session.output();
+    if out.is_empty() {
+        return Ok(());
+    }
+    let result = stream.write_all(out);
+    let n = out.len();
+    session.consume_output(n);
+    result
+}
+
+/// Half-closes, then reads and discards briefly so that what the client
+/// already sent cannot turn the close into a reset that destroys the
+/// reply it has not read yet.
+fn linger(stream: &mut TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut read = 0;
+    while read < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => read += n,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Checks that every timeout is positive.
+    ///
+    /// # Errors
+    ///
+    /// The name of the first zero timeout.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, t) in [
+            ("head", self.head),
+            ("body", self.body),
+            ("idle", self.idle),
+            ("write", self.write),
+        ] {
+            if t.is_zero() {
+                return Err(format!("the {name} timeout must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
