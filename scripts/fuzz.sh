@@ -1,37 +1,42 @@
 #!/usr/bin/env bash
-# Runs the `ring_ops` fuzz target (fuzz/fuzz_targets/ring_ops.rs): random
-# membership edits and lookups applied to the lock-free Ring and to the naive
-# ReferenceRing, which must agree on every answer. Inputs starting with the
-# byte 'K' (0x4B) fuzz ketama rings, all others xxh3 rings (see the input
-# format in the target's module docs; fuzz/corpus/ring_ops/seed-ketama-*
-# are the ketama seeds).
+# Runs the fuzz targets, one after the other:
+#
+#   ring_ops      (fuzz/fuzz_targets/ring_ops.rs): random membership edits
+#                 and lookups applied to the lock-free Ring and to the naive
+#                 ReferenceRing, which must agree on every answer. Inputs
+#                 starting with the byte 'K' (0x4B) fuzz ketama rings, all
+#                 others xxh3 rings (see the input format in the target's
+#                 module docs; fuzz/corpus/ring_ops/seed-ketama-* are the
+#                 ketama seeds).
+#   http_framing  (fuzz/fuzz_targets/http_framing.rs): arbitrary bytes,
+#                 split at arbitrary points, through the HTTP session: no
+#                 panic, no buffering beyond the limits, and the same
+#                 requests and replies however the stream is split.
 #
 # Exits non-zero if libFuzzer finds a crash or a disagreement; the input that
-# triggered it is then in fuzz/artifacts/ring_ops/ (git-ignored), and
+# triggered it is then in fuzz/artifacts/TARGET/ (git-ignored), and
 #   RING_OPS_TRACE=1 fuzz/target/x86_64-unknown-linux-gnu/release/ring_ops FILE
-# prints the op sequence it decodes to.
+# prints the op sequence a ring_ops input decodes to.
 #
 # Environment:
-#   FUZZ_SECONDS  how long to fuzz, in seconds (default 120: xxh3 and
-#                 ketama inputs share it, and a ketama input costs ~50 ms
-#                 under the sanitizer, mostly MD5)
-#   FUZZ_TIMEOUT  seconds one input may take before it counts as a hang
-#                 (default 20; a normal input takes well under a second)
-#   FUZZ_CORPUS   the working corpus (default fuzz/target/corpus/ring_ops,
-#                 git-ignored, kept between runs so coverage accumulates)
+#   FUZZ_SECONDS       how long to fuzz ring_ops, in seconds (default 120:
+#                      xxh3 and ketama inputs share it, and a ketama input
+#                      costs ~50 ms under the sanitizer, mostly MD5)
+#   HTTP_FUZZ_SECONDS  how long to fuzz http_framing (default 60)
+#   FUZZ_TARGETS       which targets to run (default "ring_ops http_framing")
+#   FUZZ_TIMEOUT       seconds one input may take before it counts as a hang
+#                      (default 20; a normal input takes well under a second)
 #
-# libFuzzer writes new inputs into the FIRST corpus directory it is given, so
-# the working corpus goes first and the committed seeds
-# (fuzz/corpus/ring_ops/seed-*) second: they are read, never written.
+# Each target's working corpus is fuzz/target/corpus/TARGET (git-ignored,
+# kept between runs so coverage accumulates). libFuzzer writes new inputs
+# into the FIRST corpus directory it is given, so the working corpus goes
+# first and the committed seeds (fuzz/corpus/TARGET/seed-*) second: they are
+# read, never written.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-target=ring_ops
-seconds="${FUZZ_SECONDS:-120}"
 timeout="${FUZZ_TIMEOUT:-20}"
-seeds="fuzz/corpus/$target"
-corpus="${FUZZ_CORPUS:-fuzz/target/corpus/$target}"
 install_log=/tmp/fuzzinstall.log
 
 # True while a `cargo install cargo-fuzz` is running on this machine (ours
@@ -83,26 +88,42 @@ if [[ ! -f fuzz/Cargo.lock && -f Cargo.lock ]]; then
     cp Cargo.lock fuzz/Cargo.lock
 fi
 
-mkdir -p "$corpus"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
-echo "fuzz.sh: ${cargo[*]} fuzz run --debug-assertions $target $corpus $seeds" \
-    "-- -max_total_time=$seconds -timeout=$timeout -print_final_stats=1"
-status=0
-"${cargo[@]}" fuzz run --debug-assertions "$target" "$corpus" "$seeds" -- \
-    -max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 \
-    2>&1 | tee "$log" || status=$?
+fuzz_one() {
+    local target="$1" seconds="$2"
+    local seeds="fuzz/corpus/$target" corpus="fuzz/target/corpus/$target"
+    mkdir -p "$corpus"
+    echo "fuzz.sh: ${cargo[*]} fuzz run --debug-assertions $target $corpus $seeds" \
+        "-- -max_total_time=$seconds -timeout=$timeout -print_final_stats=1"
+    local status=0
+    "${cargo[@]}" fuzz run --debug-assertions "$target" "$corpus" "$seeds" -- \
+        -max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 \
+        2>&1 | tee "$log" || status=$?
 
-# The last status line libFuzzer printed: execs, coverage, corpus size.
-last="$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)"
-execs="$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)"
-echo "fuzz.sh: last status: ${last:-none}"
-echo "fuzz.sh: executed ${execs:-?} inputs (time budget ${seconds}s)"
+    # The last status line libFuzzer printed: execs, coverage, corpus size.
+    local last execs
+    last="$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)"
+    execs="$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)"
+    echo "fuzz.sh: $target: last status: ${last:-none}"
+    echo "fuzz.sh: $target: executed ${execs:-?} inputs (time budget ${seconds}s)"
 
-if ((status != 0)); then
-    echo "fuzz.sh: FAILED: the fuzzer found a crash or disagreement (exit $status);" \
-        "see the report above and fuzz/artifacts/$target/" >&2
-    exit "$status"
-fi
-echo "fuzz.sh: no crash found"
+    if ((status != 0)); then
+        echo "fuzz.sh: FAILED: $target: the fuzzer found a crash or disagreement (exit $status);" \
+            "see the report above and fuzz/artifacts/$target/" >&2
+        exit "$status"
+    fi
+    echo "fuzz.sh: $target: no crash found"
+}
+
+for target in ${FUZZ_TARGETS:-ring_ops http_framing}; do
+    case "$target" in
+    ring_ops) fuzz_one ring_ops "${FUZZ_SECONDS:-120}" ;;
+    http_framing) fuzz_one http_framing "${HTTP_FUZZ_SECONDS:-60}" ;;
+    *)
+        echo "fuzz.sh: unknown target $target (ring_ops, http_framing)" >&2
+        exit 2
+        ;;
+    esac
+done
