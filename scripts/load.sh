@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Load tests with wrk, bounded in time, on 127.0.0.1 only.
 #
-#   scripts/load.sh           full run: GET / PUT / 90-10 mix against ringcache
-#                             (request metrics on and off) and GET against a bare
+#   scripts/load.sh           full run: GET / PUT / 90-10 mix / pipelined GET
+#                             (depth 16) against ringcache (request metrics on
+#                             and off), GET and pipelined GET against a bare
 #                             may_minihttp server (the ceiling), then the churn
 #                             scenario; prints a Markdown table.
 #   scripts/load.sh --smoke   the churn scenario only, short; fails unless every
 #                             answer was 2xx (what .ci/run runs).
 #
 # Environment: LOAD_SECONDS (10; smoke 3), WRK_THREADS (1), WRK_CONNS (32),
-# KEYS (10000 preloaded keys).
+# KEYS (10000 preloaded keys), RINGCACHE_BIN (the binary to load; default
+# the release build, wherever cargo puts it). Server logs go to
+# $TMPDIR/ringcache-load-*.log and are printed when a server fails to start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +36,12 @@ command -v wrk >/dev/null || { echo "load.sh: wrk is required and could not be i
 command -v python3 >/dev/null || { echo "load.sh: python3 is required" >&2; exit 1; }
 
 cargo build --release --bin ringcache --example bare_minihttp
+# Wherever cargo put them (CARGO_TARGET_DIR, a workspace, or ./target).
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+ringcache_bin=${RINGCACHE_BIN:-$target_dir/release/ringcache}
+bare_bin=$target_dir/release/examples/bare_minihttp
+logs=$(mktemp -d "${TMPDIR:-/tmp}/ringcache-load-XXXXXX")
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -42,9 +51,14 @@ trap cleanup EXIT
 # the server would keep its stdout pipe open and the substitution would hang.)
 start_ringcache() {
   port=$($tool free-port)
-  RUST_LOG=warn target/release/ringcache --listen "127.0.0.1:$port" "$@" >/dev/null 2>&1 &
+  local log="$logs/ringcache-$port.log"
+  RUST_LOG=warn "$ringcache_bin" --listen "127.0.0.1:$port" "$@" >/dev/null 2>"$log" &
   pids+=($!)
-  $tool wait "127.0.0.1:$port"
+  if ! $tool wait "127.0.0.1:$port"; then
+    echo "load.sh: $ringcache_bin did not start; its log:" >&2
+    cat "$log" >&2
+    return 1
+  fi
 }
 
 stop_last() { kill "${pids[-1]}" 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
@@ -86,10 +100,11 @@ fi
 
 echo "== bare may_minihttp (ceiling)"
 port=$($tool free-port)
-target/release/examples/bare_minihttp "127.0.0.1:$port" 2>/dev/null &
+"$bare_bin" "127.0.0.1:$port" 2>"$logs/bare.log" &
 pids+=($!)
-$tool wait "127.0.0.1:$port"
+$tool wait "127.0.0.1:$port" || { cat "$logs/bare.log" >&2; exit 1; }
 read -r bare_rps bare_p50 bare_p99 _ _ < <(run_wrk "$port" get.lua)
+read -r barep_rps barep_p50 barep_p99 _ _ < <(run_wrk "$port" pipeline.lua)
 stop_last
 
 rows=()
@@ -99,9 +114,11 @@ for metrics in on off; do
   echo "== ringcache, request metrics $metrics"
   start_ringcache "${flags[@]}"
   $tool preload "127.0.0.1:$port" "$KEYS"
-  for script in get put mix; do
+  for script in get put mix pipeline; do
     read -r rps p50 p99 non2xx errors < <(run_wrk "$port" "$script.lua")
-    ratio=$(python3 -c "print(f'{$rps / $bare_rps:.2f}')")
+    base=$bare_rps
+    [ "$script" = pipeline ] && base=$barep_rps
+    ratio=$(python3 -c "print(f'{$rps / $base:.2f}')")
     rows+=("| ringcache $script (metrics $metrics) | $rps | $p50 | $p99 | $ratio | $non2xx |")
   done
   stop_last
@@ -114,9 +131,10 @@ churn_line=$(tail -1 /tmp/ringcache-churn-line.$$); rm -f /tmp/ringcache-churn-l
 cat <<TABLE
 
 wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s, $KEYS keys of 64-byte values, $(nproc) cores, $(date -u +%Y-%m-%d)
-| run | requests/s | p50 | p99 | vs bare GET | non-2xx |
+| run | requests/s | p50 | p99 | vs bare (same kind) | non-2xx |
 |---|---:|---:|---:|---:|---:|
 | bare may_minihttp GET (ceiling) | $bare_rps | $bare_p50 | $bare_p99 | 1.00 | - |
+| bare may_minihttp pipelined GET, depth 16 | $barep_rps | $barep_p50 | $barep_p99 | 1.00 | - |
 $(printf '%s\n' "${rows[@]}")
 
 $churn_line
