@@ -21,12 +21,16 @@ fi
 command -v chromium >/dev/null || { echo "browser_test.sh: chromium is required and could not be installed" >&2; exit 1; }
 
 cargo build --release --bin ringcache
-port=$(python3 scripts/loadtool.py free-port)
-RUST_LOG=warn target/release/ringcache --listen "127.0.0.1:$port" --nodes 4 --vnodes 160 >/dev/null 2>&1 &
-pid=$!
+# Wherever cargo put it (CARGO_TARGET_DIR, a workspace, or ./target).
+bin=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/ringcache
 profile=$(mktemp -d)
+log="$profile/ringcache.log"
+port=$(python3 scripts/loadtool.py free-port)
+RUST_LOG=warn "$bin" --listen "127.0.0.1:$port" --nodes 4 --vnodes 160 >/dev/null 2>"$log" &
+pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$profile"' EXIT
-python3 scripts/loadtool.py wait "127.0.0.1:$port"
+python3 scripts/loadtool.py wait "127.0.0.1:$port" || { echo "browser_test.sh: $bin did not start:" >&2; cat "$log" >&2; exit 1; }
 python3 scripts/loadtool.py preload "127.0.0.1:$port" 500
 
 browser() {
@@ -52,10 +56,10 @@ echo "screenshot: $shot"
 
 # A ketama cluster: the legend edits weights and shows each node's points.
 kport=$(python3 scripts/loadtool.py free-port)
-RUST_LOG=warn target/release/ringcache --listen "127.0.0.1:$kport" --hash ketama --nodes 3 >/dev/null 2>&1 &
+RUST_LOG=warn "$bin" --listen "127.0.0.1:$kport" --hash ketama --nodes 3 >/dev/null 2>"$log.ketama" &
 kpid=$!
 trap 'kill $pid $kpid 2>/dev/null || true; rm -rf "$profile"' EXIT
-python3 scripts/loadtool.py wait "127.0.0.1:$kport"
+python3 scripts/loadtool.py wait "127.0.0.1:$kport" || { echo "browser_test.sh: $bin --hash ketama did not start:" >&2; cat "$log.ketama" >&2; exit 1; }
 kdom=$(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$profile" --virtual-time-budget=5000 --dump-dom "http://127.0.0.1:$kport/" 2>/dev/null)

@@ -5,7 +5,8 @@
 #   every benchmark run once as a smoke test             (cargo test --benches)
 #   wrk churn smoke: reads during membership changes     (scripts/load.sh --smoke)
 #   the dashboard in headless Chromium                   (scripts/browser_test.sh)
-#   the ring_ops fuzz target for FUZZ_SECONDS (120)      (scripts/fuzz.sh)
+#   the ring_ops fuzz target for FUZZ_SECONDS (120) and
+#   http_framing for HTTP_FUZZ_SECONDS (60)              (scripts/fuzz.sh)
 #
 # Exits non-zero on the first failure. Needs the nightly toolchain for the
 # fuzz stage; scripts/fuzz.sh installs cargo-fuzz, scripts/load.sh wrk and
@@ -13,20 +14,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== cargo test"
-cargo test
+# Each stage runs in turn; the first that fails is named and ends the run.
+passed=0
+stage() { # name command...
+  local name=$1
+  shift
+  echo "== $name"
+  if ! "$@"; then
+    echo "test.sh: FAILED at stage '$name' (after $passed passed stages): $*" >&2
+    echo "test suite stages: $passed passed, 1 failed"
+    exit 1
+  fi
+  passed=$((passed + 1))
+}
 
-echo "== benchmarks, once each (smoke)"
-cargo test --benches
+stage "cargo test" cargo test
+stage "benchmarks, once each (smoke)" cargo test --benches
+stage "wrk churn smoke (every GET must answer 200 while nodes change)" scripts/load.sh --smoke
+stage "dashboard in headless Chromium" scripts/browser_test.sh
+stage "fuzz ring_ops for ${FUZZ_SECONDS:-120}s and http_framing for ${HTTP_FUZZ_SECONDS:-60}s" scripts/fuzz.sh
 
-echo "== wrk churn smoke (every GET must answer 200 while nodes change)"
-scripts/load.sh --smoke
-
-echo "== dashboard in headless Chromium"
-scripts/browser_test.sh
-
-echo "== fuzz ring_ops for ${FUZZ_SECONDS:-120}s"
-scripts/fuzz.sh
-
-# Reached only if every stage passed (set -e stops at the first failure).
-echo "test suite stages: 5 passed, 0 failed"
+echo "test suite stages: $passed passed, 0 failed"
