@@ -15,41 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{Cluster, ClusterError, NodeStatus};
 use crate::node::SetOutcome;
 use crate::rebalance::RebalanceStatus;
-use crate::ring::{NodeId, Placement, RingError};
-
-/// Limits on what a request may carry.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Longest key, in bytes after percent-decoding (memcached's 250).
-    pub max_key_bytes: usize,
-    /// Largest value body, in bytes (memcached's default item size, 1 MiB).
-    pub max_value_bytes: usize,
-    /// Largest admin (JSON) body, in bytes.
-    pub max_admin_body_bytes: usize,
-    /// Longest TTL accepted, in seconds (30 days, memcached's relative-TTL
-    /// ceiling; past it a client almost certainly sent a timestamp).
-    pub max_ttl_secs: u64,
-    /// vnodes a node added without a count gets (xxh3 placement; under
-    /// ketama a node added without a weight gets
-    /// [`crate::ring::DEFAULT_KETAMA_WEIGHT`]).
-    pub default_vnodes: u32,
-    /// The cluster's placement: admin bodies give `vnodes` under xxh3 and
-    /// `weight` under ketama.
-    pub placement: Placement,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_key_bytes: 250,
-            max_value_bytes: 1 << 20,
-            max_admin_body_bytes: 64 << 10,
-            max_ttl_secs: 30 * 24 * 3600,
-            default_vnodes: crate::ring::DEFAULT_VNODES,
-            placement: Placement::Xxh3,
-        }
-    }
-}
+use crate::ring::{NodeId, RingError};
+use crate::settings::{Limits, Settings};
 
 /// What a request asks for, from its method and path alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,23 +75,46 @@ impl Route {
         }
     }
 
+    /// Every route's label, in [`Route::index`] order: the one list of
+    /// routes that metrics are kept for.
+    pub const LABELS: [&'static str; 13] = [
+        "get_key",
+        "put_key",
+        "delete_key",
+        "list_nodes",
+        "add_node",
+        "set_vnodes",
+        "remove_node",
+        "ring",
+        "ring_points",
+        "dashboard",
+        "rebalance",
+        "metrics",
+        "health",
+    ];
+
+    /// The route's position in [`Route::LABELS`].
+    pub fn index(&self) -> usize {
+        match self {
+            Route::GetKey(_) => 0,
+            Route::PutKey(..) => 1,
+            Route::DeleteKey(_) => 2,
+            Route::ListNodes => 3,
+            Route::AddNode => 4,
+            Route::SetVnodes(_) => 5,
+            Route::RemoveNode(_) => 6,
+            Route::Ring => 7,
+            Route::RingPoints => 8,
+            Route::Dashboard => 9,
+            Route::Rebalance => 10,
+            Route::Metrics => 11,
+            Route::Health => 12,
+        }
+    }
+
     /// A short, fixed label for metrics and logs.
     pub fn label(&self) -> &'static str {
-        match self {
-            Route::GetKey(_) => "get_key",
-            Route::PutKey(..) => "put_key",
-            Route::DeleteKey(_) => "delete_key",
-            Route::ListNodes => "list_nodes",
-            Route::AddNode => "add_node",
-            Route::SetVnodes(_) => "set_vnodes",
-            Route::RemoveNode(_) => "remove_node",
-            Route::Ring => "ring",
-            Route::RingPoints => "ring_points",
-            Route::Dashboard => "dashboard",
-            Route::Rebalance => "rebalance",
-            Route::Metrics => "metrics",
-            Route::Health => "health",
-        }
+        Route::LABELS[self.index()]
     }
 }
 
@@ -153,6 +143,40 @@ impl ApiError {
         self.raw_key = Some(raw.as_bytes().to_vec());
         self
     }
+}
+
+/// Every status the server sends, with its reason phrase (RFC 9110):
+/// the one list the HTTP layer and the metrics use.
+pub const STATUSES: [(u16, &str); 21] = [
+    (100, "Continue"),
+    (200, "OK"),
+    (201, "Created"),
+    (202, "Accepted"),
+    (204, "No Content"),
+    (400, "Bad Request"),
+    (401, "Unauthorized"),
+    (404, "Not Found"),
+    (405, "Method Not Allowed"),
+    (408, "Request Timeout"),
+    (409, "Conflict"),
+    (411, "Length Required"),
+    (413, "Content Too Large"),
+    (417, "Expectation Failed"),
+    (429, "Too Many Requests"),
+    (431, "Request Header Fields Too Large"),
+    (500, "Internal Server Error"),
+    (501, "Not Implemented"),
+    (502, "Bad Gateway"),
+    (503, "Service Unavailable"),
+    (504, "Gateway Timeout"),
+];
+
+/// The reason phrase for a status this server sends.
+pub fn reason(status: u16) -> &'static str {
+    STATUSES
+        .iter()
+        .find(|(s, _)| *s == status)
+        .map_or("Unknown", |(_, r)| r)
 }
 
 /// Decodes `%XX` escapes; any byte value is allowed once decoded. `+` is a
@@ -327,35 +351,24 @@ struct SetVnodesBody {
     weight: Option<u32>,
 }
 
-/// The node size an admin body gives: `vnodes` under xxh3, `weight` under
-/// ketama (the other field is refused, so a body written for one kind of
-/// cluster never silently means something else in the other), or
-/// `default` when the body gives neither.
+/// The node size an admin body gives under `settings`' placement (see
+/// [`crate::settings::node_size`]), or `default` when it gives neither.
 fn node_size(
-    placement: Placement,
+    settings: &Settings,
     vnodes: Option<u32>,
     weight: Option<u32>,
     default: Option<u32>,
 ) -> Result<u32, ApiError> {
-    let (given, other, field) = match placement {
-        Placement::Xxh3 => (vnodes, weight, "vnodes"),
-        Placement::Ketama => (weight, vnodes, "weight"),
-    };
-    if other.is_some() {
-        return Err(ApiError::new(
-            400,
-            match placement {
-                Placement::Xxh3 => "this cluster places keys by xxh3 vnodes: give \"vnodes\", not \"weight\" (weights are for hash: ketama)".to_owned(),
-                Placement::Ketama => "this cluster places keys by ketama: give \"weight\", not \"vnodes\" (a node's points follow from the weights)".to_owned(),
-            },
-        ));
-    }
-    given.or(default).ok_or_else(|| {
-        ApiError::new(
-            400,
-            format!("the body must give \"{field}\", like {{\"{field}\": 2}}"),
-        )
-    })
+    let field = crate::settings::size_field(settings.hash);
+    crate::settings::node_size(settings.hash, vnodes, weight)
+        .map_err(|why| ApiError::new(400, why))?
+        .or(default)
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                format!("the body must give \"{field}\", like {{\"{field}\": 2}}"),
+            )
+        })
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], shape: &str) -> Result<T, ApiError> {
@@ -408,7 +421,7 @@ pub enum Command<'a> {
 pub fn command<'a>(
     route: &'a Route,
     body: Vec<u8>,
-    limits: &Limits,
+    settings: &Settings,
 ) -> Result<Command<'a>, ApiError> {
     Ok(match route {
         Route::GetKey(k) => Command::Get(k),
@@ -417,18 +430,14 @@ pub fn command<'a>(
         Route::ListNodes => Command::ListNodes,
         Route::AddNode => {
             let b: AddNodeBody = parse_json(&body, r#"{"name": "cache-3", "vnodes": 160}"#)?;
-            let default = match limits.placement {
-                Placement::Xxh3 => limits.default_vnodes,
-                Placement::Ketama => crate::ring::DEFAULT_KETAMA_WEIGHT,
-            };
             Command::AddNode {
                 name: b.name,
-                vnodes: node_size(limits.placement, b.vnodes, b.weight, Some(default))?,
+                vnodes: node_size(settings, b.vnodes, b.weight, Some(settings.default_size()))?,
             }
         }
         Route::SetVnodes(id) => {
             let b: SetVnodesBody = parse_json(&body, r#"{"vnodes": 320}"#)?;
-            Command::SetVnodes(*id, node_size(limits.placement, b.vnodes, b.weight, None)?)
+            Command::SetVnodes(*id, node_size(settings, b.vnodes, b.weight, None)?)
         }
         Route::RemoveNode(id) => Command::RemoveNode(*id),
         Route::Ring => Command::Ring,
@@ -821,7 +830,7 @@ mod tests {
 
     #[test]
     fn admin_bodies_are_typed() {
-        let l = Limits::default();
+        let l = Settings::default();
         assert_eq!(
             command(&Route::AddNode, br#"{"name":"n"}"#.to_vec(), &l),
             Ok(Command::AddNode {
@@ -829,9 +838,9 @@ mod tests {
                 vnodes: 160
             })
         );
-        let ketama = Limits {
-            placement: Placement::Ketama,
-            ..l
+        let ketama = Settings {
+            hash: crate::hash::Placement::Ketama,
+            ..l.clone()
         };
         assert_eq!(
             command(
@@ -856,19 +865,19 @@ mod tests {
                 &Route::AddNode,
                 &br#"{"name":"n","vnodes":3}"#[..],
                 &ketama,
-                "give \"weight\"",
+                "give weight",
             ),
             (
                 &Route::SetVnodes(NodeId(0)),
                 br#"{"vnodes":3}"#,
                 &ketama,
-                "give \"weight\"",
+                "give weight",
             ),
             (
                 &Route::SetVnodes(NodeId(0)),
                 br#"{"weight":3}"#,
                 &l,
-                "give \"vnodes\"",
+                "give vnodes",
             ),
             (
                 &Route::SetVnodes(NodeId(0)),

@@ -69,8 +69,7 @@ use serde::Deserialize;
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::hash::Placement;
-use crate::http::{ServerConfig, SessionLimits, Timeouts};
-use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES, DEFAULT_VNODES};
+use crate::settings::{Limits, NodeSpec, Settings, SettingsError, Timeouts};
 pub use crate::telemetry::ReloadStats;
 
 /// A byte size: a number, or a number with a unit (`B`, `KiB`, `MiB`,
@@ -148,12 +147,13 @@ pub struct FileLimits {
 
 impl Default for FileLimits {
     fn default() -> Self {
+        let l = Limits::default();
         FileLimits {
-            max_key_bytes: 250,
-            max_value_bytes: 1 << 20,
-            node_max_bytes: 256 << 20,
-            max_header_bytes: SessionLimits::default().max_head_bytes,
-            max_connections: ServerConfig::default().max_connections,
+            max_key_bytes: l.max_key_bytes,
+            max_value_bytes: l.max_value_bytes,
+            node_max_bytes: l.node_max_bytes,
+            max_header_bytes: l.max_header_bytes,
+            max_connections: l.max_connections,
         }
     }
 }
@@ -228,7 +228,7 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "placement")]
     pub hash: Placement,
     /// vnodes of a node that names none (xxh3 only; see
-    /// [`FileConfig::default_vnodes`]).
+    /// [`Settings::default_vnodes`]).
     #[serde(default, rename = "default_vnodes")]
     pub default_vnodes_given: Option<u32>,
     /// How often the file is checked for changes.
@@ -248,10 +248,10 @@ pub struct FileConfig {
 }
 
 fn default_listen() -> String {
-    "127.0.0.1:8000".into()
+    Settings::default().listen
 }
 fn default_interval() -> Duration {
-    Duration::from_secs(5)
+    Settings::default().reload_interval
 }
 
 /// Why a file was rejected.
@@ -287,6 +287,26 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
+/// A settings problem with the line of the file it is about, where one
+/// can be found.
+fn at_line(text: &str, e: SettingsError) -> ConfigError {
+    let line = if let Some(name) = e.field.strip_prefix("node:") {
+        line_of_node(text, name)
+    } else if let Some(name) = e.field.strip_prefix("duplicate:") {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(name))
+            .nth(1)
+            .map(|(i, _)| i + 1)
+    } else {
+        line_of(text, &e.field)
+    };
+    ConfigError {
+        message: e.message,
+        line,
+    }
+}
+
 /// Finds the line that names node `name` (`name: NAME`, quoted or not,
 /// block or flow style).
 fn line_of_node(text: &str, name: &str) -> Option<usize> {
@@ -318,168 +338,45 @@ impl FileConfig {
     }
 
     fn validate(&self, text: &str) -> Result<(), ConfigError> {
-        if self.nodes.is_empty() {
-            return Err(invalid(
-                "nodes is empty; a cluster needs at least one node".into(),
-            ));
-        }
-        let range = 1..=DEFAULT_MAX_VNODES;
-        let ketama = self.hash == Placement::Ketama;
-        if ketama && self.default_vnodes_given.is_some() {
+        if self.hash == Placement::Ketama && self.default_vnodes_given.is_some() {
             return Err(ConfigError {
                 message: "default_vnodes does not apply with hash: ketama; ketama nodes have a weight (default 1)".into(),
                 line: line_of(text, "default_vnodes"),
             });
         }
-        if !range.contains(&self.default_vnodes()) {
-            return Err(ConfigError {
-                message: format!(
-                    "default_vnodes must be between 1 and {DEFAULT_MAX_VNODES}, got {}",
-                    self.default_vnodes()
-                ),
-                line: line_of(text, "default_vnodes"),
-            });
-        }
-        let max_name = self.hash.max_name_bytes();
-        let mut seen = HashSet::new();
-        for n in &self.nodes {
-            let at = || line_of_node(text, &n.name);
-            if n.name.is_empty() || n.name.len() > max_name {
-                return Err(ConfigError {
-                    message: format!(
-                        "node name {:?} must be 1 to {max_name} bytes{}",
-                        n.name,
-                        if ketama {
-                            " with hash: ketama (libmemcached's and twemproxy's limit)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    line: at(),
-                });
-            }
-            if ketama && n.vnodes.is_some() {
-                return Err(ConfigError {
-                    message: format!(
-                        "node {:?}: with hash: ketama a node has a weight, not vnodes; its points follow from the weights",
-                        n.name
-                    ),
-                    line: at(),
-                });
-            }
-            if !ketama && n.weight.is_some() {
-                return Err(ConfigError {
-                    message: format!(
-                        "node {:?}: weight applies only with hash: ketama; give vnodes instead",
-                        n.name
-                    ),
-                    line: at(),
-                });
-            }
-            if let Some(w) = n.weight {
-                if !range.contains(&w) {
-                    return Err(ConfigError {
-                        message: format!(
-                            "node {:?}: weight must be between 1 and {DEFAULT_MAX_VNODES}, got {w}",
-                            n.name
-                        ),
-                        line: at(),
-                    });
-                }
-            }
-            if !seen.insert(&n.name) {
-                return Err(ConfigError {
-                    message: format!("node {:?} is listed twice; names must be unique", n.name),
-                    line: text
-                        .lines()
-                        .enumerate()
-                        .filter(|(_, l)| l.contains(n.name.as_str()))
-                        .nth(1)
-                        .map(|(i, _)| i + 1),
-                });
-            }
-            if let Some(v) = n.vnodes {
-                if !range.contains(&v) {
-                    return Err(ConfigError {
-                        message: format!(
-                            "node {:?}: vnodes must be between 1 and {DEFAULT_MAX_VNODES}, got {v}",
-                            n.name
-                        ),
-                        line: at(),
-                    });
-                }
-            }
-        }
-        if self.reload_interval < Duration::from_millis(50) {
-            return Err(ConfigError {
-                message: "reload_interval must be at least 50ms".into(),
-                line: line_of(text, "reload_interval"),
-            });
-        }
+        self.settings().validate().map_err(|e| at_line(text, e))
+    }
+
+    /// The settings this file gives (the admin token is read separately,
+    /// by [`FileConfig::admin_token`]).
+    pub fn settings(&self) -> Settings {
         let l = &self.limits;
-        if l.max_key_bytes == 0 || l.max_value_bytes == 0 {
-            return Err(invalid(
-                "limits: max_key_bytes and max_value_bytes must be positive".into(),
-            ));
+        let defaults = Settings::default();
+        Settings {
+            listen: self.listen.clone(),
+            hash: self.hash,
+            default_vnodes: self.default_vnodes_given.unwrap_or(defaults.default_vnodes),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeSpec {
+                    name: n.name.clone(),
+                    vnodes: n.vnodes,
+                    weight: n.weight,
+                })
+                .collect(),
+            reload_interval: self.reload_interval,
+            limits: Limits {
+                max_key_bytes: l.max_key_bytes,
+                max_value_bytes: l.max_value_bytes,
+                node_max_bytes: l.node_max_bytes,
+                max_header_bytes: l.max_header_bytes,
+                max_connections: l.max_connections,
+                ..defaults.limits
+            },
+            timeouts: Timeouts::from(&self.timeouts),
+            admin_token: None,
         }
-        // Checked: a value near usize::MAX must not wrap into a small
-        // total that passes (and switches the body limit off).
-        let largest_entry = l
-            .max_key_bytes
-            .checked_add(l.max_value_bytes)
-            .and_then(|n| n.checked_add(crate::node::ENTRY_OVERHEAD));
-        if largest_entry.is_none_or(|n| n > l.node_max_bytes) {
-            return Err(ConfigError {
-                message: format!(
-                    "limits: the largest key ({}) and value ({}) must fit in node_max_bytes ({}) with {} bytes of overhead",
-                    l.max_key_bytes, l.max_value_bytes, l.node_max_bytes, crate::node::ENTRY_OVERHEAD
-                ),
-                line: line_of(text, "max_value_bytes").or_else(|| line_of(text, "node_max_bytes")),
-            });
-        }
-        if !(1024..=1 << 20).contains(&l.max_header_bytes) {
-            return Err(ConfigError {
-                message: format!(
-                    "limits: max_header_bytes must be from 1KiB to 1MiB, got {}",
-                    l.max_header_bytes
-                ),
-                line: line_of(text, "max_header_bytes"),
-            });
-        }
-        if l.max_connections == 0 {
-            return Err(ConfigError {
-                message: "limits: max_connections must be at least 1".into(),
-                line: line_of(text, "max_connections"),
-            });
-        }
-        if let Err(message) = Timeouts::from(&self.timeouts).validate() {
-            return Err(ConfigError {
-                message: format!("timeouts: {message}"),
-                line: line_of(text, "timeouts"),
-            });
-        }
-        Ok(())
-    }
-
-    /// vnodes of a node that names none: the file's `default_vnodes`, or
-    /// 160.
-    pub fn default_vnodes(&self) -> u32 {
-        self.default_vnodes_given.unwrap_or(DEFAULT_VNODES)
-    }
-
-    /// Each node's weight (its vnode count under xxh3, its ketama weight
-    /// under ketama), by name, in file order.
-    pub fn weights_by_name(&self) -> Vec<(&str, u32)> {
-        self.nodes
-            .iter()
-            .map(|n| {
-                let weight = match self.hash {
-                    Placement::Xxh3 => n.vnodes.unwrap_or(self.default_vnodes()),
-                    Placement::Ketama => n.weight.unwrap_or(DEFAULT_KETAMA_WEIGHT),
-                };
-                (n.name.as_str(), weight)
-            })
-            .collect()
     }
 
     /// Reads the admin token file, if any.
@@ -540,14 +437,14 @@ pub struct Applied {
 /// # Errors
 ///
 /// The first change the cluster refused; the changes before it stand.
-pub fn apply(cluster: &Cluster, cfg: &FileConfig) -> Result<Applied, ClusterError> {
+pub fn apply(cluster: &Cluster, cfg: &Settings) -> Result<Applied, ClusterError> {
     let running: HashMap<String, (crate::ring::NodeId, u32)> = cluster
         .ring()
         .nodes()
         .into_iter()
         .map(|n| (n.name.to_string(), (n.id, n.weight)))
         .collect();
-    let wanted = cfg.weights_by_name();
+    let wanted = cfg.node_sizes();
     let mut applied = Applied::default();
     for &(name, vnodes) in &wanted {
         if let Some(&(id, current)) = running.get(name) {
@@ -641,13 +538,13 @@ fn watch(
         let outcome = FileConfig::parse(&text).and_then(|cfg| {
             if cfg.startup_only() != last.startup_only() {
                 return Err(invalid(
-                    "listen, hash, limits and admin_token_file cannot change while running; restart ringcache to change them".into(),
+                    "listen, hash, limits, timeouts and admin_token_file cannot change while running; restart ringcache to change them".into(),
                 ));
             }
             Ok(cfg)
         });
         match outcome {
-            Ok(cfg) => match apply(cluster, &cfg) {
+            Ok(cfg) => match apply(cluster, &cfg.settings()) {
                 Ok(done) => {
                     stats.ok.fetch_add(1, Ordering::Relaxed);
                     log::info!(
@@ -704,7 +601,7 @@ nodes:
         assert_eq!(c.limits.node_max_bytes, 256 << 20);
         assert_eq!(c.reload_interval, Duration::from_secs(5));
         assert_eq!(
-            c.weights_by_name(),
+            c.settings().node_sizes(),
             vec![("cache-0", 160), ("cache-1", 320)]
         );
     }
@@ -729,7 +626,7 @@ nodes:
             ("hash: md5\nnodes:\n  - name: a\n", Some(1)),
             ("nodes:\n  - name: a\n  - name: a\n", Some(3)),
             ("nodes:\n  - name: a\n    vnodes: 0\n", Some(2)),
-            ("nodes: []\n", None),
+            ("nodes: []\n", Some(1)),
             (
                 "limits: { max_value_bytes: 1XB }\nnodes:\n  - name: a\n",
                 Some(1),
@@ -764,8 +661,11 @@ nodes:
         let c = FileConfig::parse(text).unwrap();
         assert_eq!(c.hash, Placement::Ketama);
         assert_eq!(
-            c.weights_by_name(),
-            vec![("10.0.1.1", 600), ("10.0.1.2:11212", DEFAULT_KETAMA_WEIGHT)]
+            c.settings().node_sizes(),
+            vec![
+                ("10.0.1.1", 600),
+                ("10.0.1.2:11212", crate::ring::DEFAULT_KETAMA_WEIGHT)
+            ]
         );
         let long = format!("hash: ketama\nnodes:\n  - name: {}\n", "h".repeat(75));
         let e = FileConfig::parse(&long).unwrap_err();

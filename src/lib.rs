@@ -24,10 +24,13 @@
 //!   sweeper, and relocation progress. Never on a request's path.
 //! * [`api`]: the HTTP API's meaning without HTTP: routes, typed commands,
 //!   replies. Calls only the cluster's public API.
-//! * [`http`]: the may_minihttp server: framing, limits, headers, the admin
+//! * [`http`]: the HTTP/1.1 server on may coroutines: its own connection
+//!   loop (framing, limits, timeouts, back-pressure), headers, the admin
 //!   token; translates requests to [`api`] commands. Holds no cache logic.
-//! * [`config`]: the YAML cluster file: parsing, validation, hot reload;
-//!   changes membership only through [`cluster`].
+//! * [`settings`]: every value an operator can set, with its default, in
+//!   one type the file fills and flags overlay; validated once.
+//! * [`config`]: the YAML cluster file: parsing into [`settings`], hot
+//!   reload; changes membership only through [`cluster`].
 //! * [`telemetry`]: Prometheus metrics (request counters and latency on the
 //!   request path, cluster gauges at scrape time).
 //!
@@ -56,6 +59,7 @@ pub mod http;
 pub mod node;
 pub mod rebalance;
 pub mod ring;
+pub mod settings;
 pub mod telemetry;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterError};

@@ -7,48 +7,52 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use ringcache::api::Limits;
 use ringcache::cluster::{Cluster, ClusterConfig};
 use ringcache::hash::Placement;
-use ringcache::http::{Listener, Server, ServerConfig, SessionLimits, Timeouts};
+use ringcache::http::{Listener, Server, ServerConfig};
+use ringcache::settings::{node_size, Limits, NodeSpec, Settings, Timeouts};
 
 /// A cache cluster behind one HTTP endpoint: keys are placed on embedded
 /// cache nodes by a lock-free consistent hash ring with virtual nodes, and
 /// nodes can be added, removed and re-weighted while it serves.
+///
+/// Defaults come from `ringcache::settings::Settings::default()`; the
+/// flags overlay them.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
     /// Cluster file (YAML: listen, hash, default_vnodes, reload_interval,
-    /// limits, admin_token_file, nodes). It is re-read every reload_interval and on
-    /// SIGHUP; a changed file is applied to the running cluster. Replaces
-    /// the flags that describe the cluster, which may not be given with it.
+    /// limits, timeouts, admin_token_file, nodes). It is re-read every
+    /// reload_interval and on SIGHUP; a changed file is applied to the
+    /// running cluster. Replaces the flags that describe the cluster, which
+    /// may not be given with it.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "hash", "nodes", "vnodes", "weight", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes", "max_header_bytes", "max_connections", "head_timeout", "body_timeout", "idle_timeout", "write_timeout", "shutdown_timeout"])]
     config: Option<std::path::PathBuf>,
 
     /// Address to listen on (host:port). Keep it on loopback unless a proxy
     /// or firewall guards it: the cache API has no authentication.
-    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.listen.clone()), value_name = "ADDR")]
     listen: String,
 
     /// Cache nodes to start with, named cache-0, cache-1, ...
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.nodes.len() as u32), value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
     nodes: u32,
 
     /// How keys are placed: xxh3 (ringcache's own, with vnodes) or ketama
     /// (libmemcached's and twemproxy's weighted ketama, with weights; agrees
     /// with a ketama pool whose servers have the same names).
-    #[arg(long, default_value = "xxh3", value_name = "xxh3|ketama")]
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.hash), value_name = "xxh3|ketama")]
     hash: Placement,
 
-    /// Virtual nodes per starting node (1..=10000; default 160); more gives
-    /// an evener spread (about 1/sqrt(V) relative deviation) at a larger
-    /// ring. xxh3 only.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "V", conflicts_with = "weight")]
+    /// Virtual nodes per starting node (default 160); more gives an evener
+    /// spread (about 1/sqrt(V) relative deviation) at a larger ring. xxh3
+    /// only.
+    #[arg(long, value_name = "V", conflicts_with = "weight")]
     vnodes: Option<u32>,
 
-    /// Ketama weight of each starting node (1..=10000; default 1); with
-    /// --hash ketama only.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "W")]
+    /// Ketama weight of each starting node (default 1); with --hash ketama
+    /// only.
+    #[arg(long, value_name = "W")]
     weight: Option<u32>,
 
     /// Require `Authorization: Bearer <T>` on the routes that change
@@ -64,48 +68,49 @@ struct Cli {
     /// Memory cap of each cache node, in bytes (keys + values + 112 bytes of
     /// overhead per entry); at the cap, writes evict approximately least
     /// recently used entries.
-    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.limits.node_max_bytes), value_name = "BYTES")]
     node_max_bytes: usize,
 
-    /// Longest key accepted, in bytes after percent-decoding.
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=65_536), value_name = "BYTES")]
-    max_key_bytes: u64,
+    /// Longest key accepted, in bytes after percent-decoding (at most
+    /// 65536).
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.limits.max_key_bytes), value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536), value_name = "BYTES")]
+    max_key_bytes: usize,
 
     /// Largest value accepted, in bytes.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.limits.max_value_bytes), value_name = "BYTES")]
     max_value_bytes: usize,
 
-    /// Longest request head (request line and headers) accepted, in
-    /// bytes; a longer one gets 431 and the connection is closed.
-    #[arg(long, default_value_t = SessionLimits::default().max_head_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 20), value_name = "BYTES")]
+    /// Longest request head (request line and headers) accepted, in bytes
+    /// (1 KiB to 1 MiB); a longer one gets 431 and the connection is closed.
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.limits.max_header_bytes), value_name = "BYTES")]
     max_header_bytes: usize,
 
     /// Connections served at once; more get 503 and are closed. Keep it
     /// below the descriptor limit (ulimit -n).
-    #[arg(long, default_value_t = ServerConfig::default().max_connections, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), value_name = "N")]
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.limits.max_connections), value_name = "N")]
     max_connections: usize,
 
     /// Time a request head may take to arrive, from its first byte (408
     /// after it).
-    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
-    head_timeout: Duration,
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.timeouts.head.into()), value_name = "DURATION")]
+    head_timeout: humantime::Duration,
 
     /// Time a request body may take to arrive, from the end of the head
     /// (408 after it).
-    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
-    body_timeout: Duration,
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.timeouts.body.into()), value_name = "DURATION")]
+    body_timeout: humantime::Duration,
 
     /// Time a keep-alive connection may sit idle between requests.
-    #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
-    idle_timeout: Duration,
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.timeouts.idle.into()), value_name = "DURATION")]
+    idle_timeout: humantime::Duration,
 
     /// Time a write of replies may wait for a client that does not read.
-    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
-    write_timeout: Duration,
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.timeouts.write.into()), value_name = "DURATION")]
+    write_timeout: humantime::Duration,
 
     /// Time requests under way get to finish on SIGTERM or SIGINT.
-    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
-    shutdown_timeout: Duration,
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.timeouts.shutdown.into()), value_name = "DURATION")]
+    shutdown_timeout: humantime::Duration,
 
     /// Coroutine worker threads (0: one per core).
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -116,14 +121,63 @@ struct Cli {
     no_request_metrics: bool,
 }
 
-/// Parses a duration such as `10s` or `500ms`; zero is refused.
-fn duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration such as 10s or 500ms: {e}"))?;
-    if d.is_zero() {
-        return Err("a timeout must be positive".into());
+thread_local! {
+    /// The defaults the flags show and overlay.
+    static DEFAULTS: Settings = Settings::default();
+}
+
+impl Cli {
+    /// The flags over the defaults.
+    fn settings(&self) -> Result<Settings, String> {
+        // The same rule as the file and the admin API.
+        let size = node_size(self.hash, self.vnodes, self.weight)
+            .map_err(|why| format!("{why} (--vnodes or --weight)"))?;
+        let defaults = Settings::default();
+        let settings = Settings {
+            listen: self.listen.clone(),
+            hash: self.hash,
+            default_vnodes: self.vnodes.unwrap_or(defaults.default_vnodes),
+            nodes: (0..self.nodes)
+                .map(|i| NodeSpec {
+                    name: format!("cache-{i}"),
+                    vnodes: size.filter(|_| self.hash == Placement::Xxh3),
+                    weight: size.filter(|_| self.hash == Placement::Ketama),
+                })
+                .collect(),
+            limits: Limits {
+                max_key_bytes: self.max_key_bytes,
+                max_value_bytes: self.max_value_bytes,
+                node_max_bytes: self.node_max_bytes,
+                max_header_bytes: self.max_header_bytes,
+                max_connections: self.max_connections,
+                ..defaults.limits
+            },
+            timeouts: Timeouts {
+                head: self.head_timeout.into(),
+                body: self.body_timeout.into(),
+                idle: self.idle_timeout.into(),
+                write: self.write_timeout.into(),
+                shutdown: self.shutdown_timeout.into(),
+            },
+            admin_token: self.admin_token.clone(),
+            ..defaults
+        };
+        settings.validate().map_err(|e| flag_error(e.message))?;
+        Ok(settings)
     }
-    Ok(d)
+}
+
+/// A settings message in the flags' words.
+fn flag_error(message: String) -> String {
+    [
+        ("max_value_bytes", "--max-value-bytes"),
+        ("max_key_bytes", "--max-key-bytes"),
+        ("node_max_bytes", "--node-max-bytes"),
+        ("max_header_bytes", "--max-header-bytes"),
+        ("max_connections", "--max-connections"),
+    ]
+    .iter()
+    .fold(message, |m, (field, flag)| m.replace(field, flag))
 }
 
 /// Default log filter: ringcache at info; may's per-connection lines and
@@ -150,7 +204,10 @@ fn main() -> ExitCode {
         .init();
     let setup = match &cli.config {
         Some(path) => from_file(path),
-        None => from_flags(&cli),
+        None => cli
+            .settings()
+            .map_err(Failure::from)
+            .and_then(|settings| serve(settings, None)),
     };
     let Setup {
         listener,
@@ -171,8 +228,8 @@ fn main() -> ExitCode {
         config.reload_stats = Some(r.stats.clone());
         r
     });
-    let admin = config.admin_token.is_some();
-    let grace = config.timeouts.shutdown;
+    let admin = config.settings.admin_token.is_some();
+    let grace = config.settings.timeouts.shutdown;
     let mut server = match Server::start(listener, cluster.clone(), config) {
         Ok(s) => s,
         Err(e) => {
@@ -252,70 +309,26 @@ struct Setup {
     watched: Option<(std::path::PathBuf, String, ringcache::config::FileConfig)>,
 }
 
-fn from_flags(cli: &Cli) -> Result<Setup, Failure> {
-    let largest_entry = cli
-        .max_value_bytes
-        .checked_add(cli.max_key_bytes as usize)
-        .and_then(|n| n.checked_add(ringcache::node::ENTRY_OVERHEAD));
-    if largest_entry.is_none_or(|n| n > cli.node_max_bytes) {
-        return Err(Failure::from(format!(
-            "--max-value-bytes ({}) must fit in --node-max-bytes ({}) with its key and overhead",
-            cli.max_value_bytes, cli.node_max_bytes
-        )));
-    }
-    let default_vnodes = cli.vnodes.unwrap_or(ringcache::ring::DEFAULT_VNODES);
-    let size = match (cli.hash, cli.vnodes, cli.weight) {
-        (Placement::Xxh3, _, Some(_)) => {
-            return Err(Failure::from(
-                "--weight applies only with --hash ketama; use --vnodes".to_string(),
-            ))
-        }
-        (Placement::Ketama, Some(_), _) => {
-            return Err(Failure::from(
-                "--vnodes does not apply with --hash ketama; ketama nodes have a --weight"
-                    .to_string(),
-            ))
-        }
-        (Placement::Xxh3, _, None) => default_vnodes,
-        (Placement::Ketama, None, weight) => {
-            weight.unwrap_or(ringcache::ring::DEFAULT_KETAMA_WEIGHT)
-        }
-    };
-    let listener = bind(&cli.listen)?;
-    let cluster_config = ClusterConfig {
-        node_max_bytes: cli.node_max_bytes,
-        placement: cli.hash,
+/// Binds, builds the cluster `settings` describe (empty, then each node
+/// added: nothing to relocate yet), and the server config.
+fn serve(
+    settings: Settings,
+    watched: Option<(std::path::PathBuf, String, ringcache::config::FileConfig)>,
+) -> Result<Setup, Failure> {
+    let listener = bind(&settings.listen)?;
+    let cluster = Cluster::new(ClusterConfig {
+        node_max_bytes: settings.limits.node_max_bytes,
+        placement: settings.hash,
         ..ClusterConfig::default()
-    };
-    let cluster = Cluster::with_nodes(cluster_config, "cache", cli.nodes as usize, size)
-        .map_err(|e| format!("cannot build the cluster: {e}"))?;
+    });
+    ringcache::config::apply(&cluster, &settings)
+        .map_err(|e| Failure::from(format!("cannot build the cluster: {e}")))?;
+    cluster.wait_rebalanced(Duration::from_secs(60));
     Ok(Setup {
         listener,
         cluster: Arc::new(cluster),
-        config: ServerConfig {
-            limits: Limits {
-                max_key_bytes: cli.max_key_bytes as usize,
-                max_value_bytes: cli.max_value_bytes,
-                default_vnodes,
-                placement: cli.hash,
-                ..Limits::default()
-            },
-            session: SessionLimits {
-                max_head_bytes: cli.max_header_bytes,
-                ..SessionLimits::default()
-            },
-            timeouts: Timeouts {
-                head: cli.head_timeout,
-                body: cli.body_timeout,
-                idle: cli.idle_timeout,
-                write: cli.write_timeout,
-                shutdown: cli.shutdown_timeout,
-            },
-            max_connections: cli.max_connections,
-            admin_token: cli.admin_token.clone(),
-            ..ServerConfig::default()
-        },
-        watched: None,
+        config: ServerConfig::new(settings),
+        watched,
     })
 }
 
@@ -323,35 +336,7 @@ fn from_file(path: &std::path::Path) -> Result<Setup, Failure> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let file = ringcache::config::FileConfig::parse(&text).map_err(|e| format!("{shown}: {e}"))?;
-    let admin_token = file.admin_token().map_err(|e| format!("{shown}: {e}"))?;
-    let listener = bind(&file.listen)?;
-    let cluster = Cluster::new(ClusterConfig {
-        node_max_bytes: file.limits.node_max_bytes,
-        placement: file.hash,
-        ..ClusterConfig::default()
-    });
-    ringcache::config::apply(&cluster, &file).map_err(|e| format!("{shown}: {e}"))?;
-    cluster.wait_rebalanced(Duration::from_secs(60));
-    Ok(Setup {
-        listener,
-        cluster: Arc::new(cluster),
-        config: ServerConfig {
-            limits: Limits {
-                max_key_bytes: file.limits.max_key_bytes,
-                max_value_bytes: file.limits.max_value_bytes,
-                default_vnodes: file.default_vnodes(),
-                placement: file.hash,
-                ..Limits::default()
-            },
-            session: SessionLimits {
-                max_head_bytes: file.limits.max_header_bytes,
-                ..SessionLimits::default()
-            },
-            timeouts: Timeouts::from(&file.timeouts),
-            max_connections: file.limits.max_connections,
-            admin_token,
-            ..ServerConfig::default()
-        },
-        watched: Some((path.to_path_buf(), text, file)),
-    })
+    let mut settings = file.settings();
+    settings.admin_token = file.admin_token().map_err(|e| format!("{shown}: {e}"))?;
+    serve(settings, Some((path.to_path_buf(), text, file)))
 }

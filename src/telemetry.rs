@@ -21,34 +21,16 @@ use std::time::Duration;
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::api::Route;
+use crate::api::{Route, STATUSES};
 use crate::cluster::Cluster;
 
-/// Routes in the order of [`route_index`].
-const ROUTES: [&str; 13] = [
-    "get_key",
-    "put_key",
-    "delete_key",
-    "list_nodes",
-    "add_node",
-    "set_vnodes",
-    "remove_node",
-    "ring",
-    "ring_points",
-    "dashboard",
-    "rebalance",
-    "metrics",
-    "health",
-];
-
 /// Label for requests refused before a route was known (bad path, method).
-const UNROUTED: usize = ROUTES.len();
+const UNROUTED: usize = Route::LABELS.len();
 
-/// Statuses the server answers with; anything else counts as "other".
-const STATUSES: [u16; 20] = [
-    200, 201, 202, 204, 400, 401, 404, 405, 408, 409, 411, 413, 417, 429, 431, 500, 501, 503, 504,
-    0,
-];
+/// Statuses with a series of their own are the ones the server sends
+/// ([`crate::api::STATUSES`]); anything else counts as "other", at this
+/// index.
+const OTHER_STATUS: usize = STATUSES.len();
 
 /// Latency histogram buckets, in seconds: 25 µs to 1 s, roughly x2.5 per
 /// step, which brackets an in-memory hit (tens of µs over loopback) and a
@@ -59,19 +41,14 @@ const LATENCY_BUCKETS: [f64; 12] = [
 
 /// The index of a route in the metric tables.
 pub fn route_index(route: Option<&Route>) -> usize {
-    route.map_or(UNROUTED, |r| {
-        ROUTES
-            .iter()
-            .position(|&l| l == r.label())
-            .expect("every route label is listed")
-    })
+    route.map_or(UNROUTED, Route::index)
 }
 
 fn status_index(status: u16) -> usize {
     STATUSES
         .iter()
-        .position(|&s| s == status)
-        .unwrap_or(STATUSES.len() - 1)
+        .position(|&(s, _)| s == status)
+        .unwrap_or(OTHER_STATUS)
 }
 
 /// Counts of config file reloads, kept by the reloader and exported here.
@@ -106,8 +83,8 @@ impl Telemetry {
             .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
-        let route_label = |i: usize| ROUTES.get(i).copied().unwrap_or("unrouted");
-        let latency = (0..=ROUTES.len())
+        let route_label = |i: usize| Route::LABELS.get(i).copied().unwrap_or("unrouted");
+        let latency = (0..=Route::LABELS.len())
             .map(|i| {
                 let key = Key::from_parts(
                     "ringcache_http_request_duration_seconds",
@@ -116,8 +93,8 @@ impl Telemetry {
                 recorder.register_histogram(&key, &METADATA)
             })
             .collect();
-        let requests = (0..=ROUTES.len())
-            .map(|_| (0..STATUSES.len()).map(|_| OnceLock::new()).collect())
+        let requests = (0..=Route::LABELS.len())
+            .map(|_| (0..=STATUSES.len()).map(|_| OnceLock::new()).collect())
             .collect();
         Telemetry {
             recorder,
@@ -138,11 +115,11 @@ impl Telemetry {
         let s = status_index(status);
         self.requests[route][s]
             .get_or_init(|| {
-                let status = match STATUSES[s] {
-                    0 => "other".to_string(),
-                    code => code.to_string(),
+                let status = match STATUSES.get(s) {
+                    Some((code, _)) => code.to_string(),
+                    None => "other".to_string(),
                 };
-                let route = ROUTES.get(route).copied().unwrap_or("unrouted");
+                let route = Route::LABELS.get(route).copied().unwrap_or("unrouted");
                 let key = Key::from_parts(
                     "ringcache_http_requests_total",
                     vec![Label::new("route", route), Label::new("status", status)],

@@ -8,15 +8,16 @@
 //! # Timeouts
 //!
 //! The socket's read timeout follows the session's phase:
-//! * **idle** (between requests): [`Timeouts::idle`] for the first byte of
+//! * **idle** (between requests): `Timeouts::idle` for the first byte of
 //!   the next request, then the connection closes silently;
-//! * **head**: the whole head must arrive within [`Timeouts::head`] of its
+//! * **head**: the whole head must arrive within `Timeouts::head` of its
 //!   first byte, however slowly it trickles in (a deadline, not a per-read
 //!   timeout, so one byte every few seconds cannot hold a connection);
-//! * **body**: likewise [`Timeouts::body`] from the end of the head.
+//! * **body**: likewise `Timeouts::body` from the end of the head.
 //!
-//! A head or body that misses its deadline gets 408 and a close. Writes
-//! time out after [`Timeouts::write`]: a client that stops reading its
+//! A head or body that misses its deadline gets 408 and a close
+//! ([`crate::settings::Timeouts`] has the defaults). Writes time out after
+//! `Timeouts::write`: a client that stops reading its
 //! replies is disconnected, and until then it is back-pressured (the
 //! session stops taking its requests).
 //!
@@ -34,7 +35,7 @@ use may::net::TcpStream;
 
 use super::service::CacheService;
 use super::session::{Phase, Session, Step};
-use super::{Shared, Timeouts};
+use super::Shared;
 
 /// How long a closing connection keeps reading (and discarding) what the
 /// client still sends after the last reply, so the kernel does not answer
@@ -69,16 +70,48 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Serves one connection until it closes.
-pub(super) fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
-    let timeouts = shared.config.timeouts;
+/// How long a finished connection's coroutine stays parked, socket shut
+/// down but not yet dropped, before it ends. See [`retire`].
+const RETIRE_GRACE: Duration = Duration::from_millis(250);
+
+/// Ends a connection: shuts the socket down (the client sees the close at
+/// once), then keeps the coroutine and its stream alive for
+/// [`RETIRE_GRACE`] before dropping them.
+///
+/// Why: may 0.3's I/O wait registers the parked coroutine with the event
+/// loop (`io_data.co.store(co)`) and then, still on the registering
+/// thread, reads the stream's `IoData` and the coroutine's cancel slot
+/// (`cancel.set_io(io_data.clone())` in `SocketRead::subscribe` and
+/// `RawIoBlock::subscribe`). If the event fires on the other worker in
+/// between, the coroutine runs there; should it finish and free its stack
+/// before the registering thread resumes (a thread descheduled on a busy
+/// machine), that thread reads freed memory. Under load this crashed the
+/// server (SIGSEGV in `socket_read.rs`, a few runs in a hundred of
+/// `tests/http_ketama.rs` in a debug build). Parking the coroutine after
+/// the connection is done keeps both alive far longer than any such
+/// window; the socket is already shut down, so the client is not kept
+/// waiting, and the cost is one parked coroutine per connection closed in
+/// the last quarter second.
+pub(super) fn retire(stream: TcpStream) {
+    let _ = stream.shutdown(Shutdown::Both);
+    may::coroutine::sleep(RETIRE_GRACE);
+    drop(stream);
+}
+
+/// Serves one connection until it closes (the caller then [`retire`]s the
+/// stream).
+pub(super) fn serve(stream: &mut TcpStream, shared: Arc<Shared>) {
+    let timeouts = shared.config.settings.timeouts;
     // Replies are written whole, one write per batch: Nagle would only
     // delay the last segment of each.
     let _ = stream.set_nodelay(true);
     if stream.set_write_timeout(Some(timeouts.write)).is_err() {
         return;
     }
-    let mut session = Session::new(CacheService::new(shared.clone()), shared.config.session);
+    let mut session = Session::new(
+        CacheService::new(shared.clone()),
+        shared.config.session_limits(),
+    );
     let mut in_flight = InFlight(&shared, false);
     let mut timeout_set: Option<Duration> = None;
     // When the current phase began (the deadline's origin).
@@ -91,7 +124,7 @@ pub(super) fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         }
         match session.advance() {
             Step::Read(now_in) => {
-                if write_out(&mut stream, &mut session).is_err() {
+                if write_out(stream, &mut session).is_err() {
                     return;
                 }
                 if now_in != phase {
@@ -130,13 +163,13 @@ pub(super) fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 }
             }
             Step::Flush => {
-                if write_out(&mut stream, &mut session).is_err() {
+                if write_out(stream, &mut session).is_err() {
                     return;
                 }
             }
             Step::Close => {
-                if write_out(&mut stream, &mut session).is_ok() {
-                    linger(&mut stream);
+                if write_out(stream, &mut session).is_ok() {
+                    linger(stream);
                 }
                 return;
             }
@@ -187,26 +220,5 @@ fn linger(stream: &mut TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(n) => read += n,
         }
-    }
-}
-
-impl Timeouts {
-    /// Checks that every timeout is positive.
-    ///
-    /// # Errors
-    ///
-    /// The name of the first zero timeout.
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, t) in [
-            ("head", self.head),
-            ("body", self.body),
-            ("idle", self.idle),
-            ("write", self.write),
-        ] {
-            if t.is_zero() {
-                return Err(format!("the {name} timeout must be positive"));
-            }
-        }
-        Ok(())
     }
 }

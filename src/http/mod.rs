@@ -29,9 +29,12 @@
 //!   without reading holds a bounded buffer, then is cut off by the write
 //!   timeout.
 //! * **Bounded time**: see `conn` for the head, body, idle and write
-//!   timeouts; [`ServerConfig::max_connections`] bounds connections, and
-//!   when `accept` fails (descriptors exhausted) the loop logs once and
-//!   backs off up to [`MAX_ACCEPT_BACKOFF`] instead of spinning.
+//!   timeouts; `max_connections` ([`crate::settings::Limits`]) bounds
+//!   connections, and when `accept` fails (descriptors exhausted) the loop
+//!   logs (at most once a minute) and backs off up to
+//!   [`MAX_ACCEPT_BACKOFF`] instead of spinning. A closed connection keeps
+//!   its descriptor for a quarter second more (see `conn::retire`), so
+//!   leave the descriptor limit some headroom above `max_connections`.
 //! * **Every reply is written before a close**, and the close lingers
 //!   briefly so the reply is not destroyed by a reset.
 //! * **No worker waits on membership**: see `service`.
@@ -63,58 +66,18 @@ use std::time::{Duration, Instant};
 pub use service::{AdminQueue, MAX_QUEUED_CHANGES};
 pub use session::SessionLimits;
 
-use crate::api::Limits;
 use crate::cluster::Cluster;
+use crate::settings::Settings;
 use crate::telemetry::Telemetry;
 
 /// The longest pause of the accept loop after `accept` fails.
 pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// How long a connection may take at each stage. See `conn`'s docs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// From a request's first byte to the end of its head (default 10 s,
-    /// ample for any real client; a slow-loris sender is cut off).
-    pub head: Duration,
-    /// From the end of the head to the end of the body (default 30 s: 1 MiB
-    /// at 35 KB/s).
-    pub body: Duration,
-    /// Between requests on a keep-alive connection (default 60 s, nginx's
-    /// 75 s rounded down).
-    pub idle: Duration,
-    /// For one write of replies to make progress (default 30 s).
-    pub write: Duration,
-    /// For in-flight requests to finish at shutdown (default 10 s).
-    pub shutdown: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            head: Duration::from_secs(10),
-            body: Duration::from_secs(30),
-            idle: Duration::from_secs(60),
-            write: Duration::from_secs(30),
-            shutdown: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Request limits.
-    pub limits: Limits,
-    /// Connection buffer limits.
-    pub session: SessionLimits,
-    /// Connection timeouts.
-    pub timeouts: Timeouts,
-    /// Connections served at once; further ones get 503 and are closed.
-    /// Keep it below the process's descriptor limit (`ulimit -n`).
-    pub max_connections: usize,
-    /// When set, membership-changing routes need `Authorization: Bearer`
-    /// with this token.
-    pub admin_token: Option<String>,
+    /// Limits, timeouts and the admin token (see [`Settings`]).
+    pub settings: Settings,
     /// Coroutine worker threads (0: one per core).
     pub workers: usize,
     /// Coroutine stack size in bytes.
@@ -125,20 +88,31 @@ pub struct ServerConfig {
     pub reload_stats: Option<Arc<crate::telemetry::ReloadStats>>,
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
+impl ServerConfig {
+    /// The server for `settings`, with default workers, stacks and metrics.
+    pub fn new(settings: Settings) -> ServerConfig {
         ServerConfig {
-            limits: Limits::default(),
-            session: SessionLimits::default(),
-            timeouts: Timeouts::default(),
-            max_connections: 10_000,
-            admin_token: None,
+            settings,
             workers: 0,
             // Handlers keep their data on the heap; JSON bodies are capped.
             stack_size: 256 << 10,
             metrics: true,
             reload_stats: None,
         }
+    }
+
+    fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_head_bytes: self.settings.limits.max_header_bytes,
+            max_skipped_body_bytes: self.settings.limits.max_admin_body_bytes,
+            ..SessionLimits::default()
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::new(Settings::default())
     }
 }
 
@@ -291,9 +265,12 @@ impl Server {
 
 fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
     const MIN_BACKOFF: Duration = Duration::from_millis(10);
+    /// Accept failures are logged at most this often.
+    const LOG_EVERY: Duration = Duration::from_secs(60);
     let mut backoff = MIN_BACKOFF;
-    // Whether the last accept failed (its first failure was logged).
+    // Whether the last accept failed, and when a failure was last logged.
     let mut failing = false;
+    let mut logged: Option<Instant> = None;
     let mut refusing = false;
     loop {
         let accepted = listener.accept();
@@ -303,7 +280,8 @@ fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                if !failing {
+                if !failing && logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    logged = Some(Instant::now());
                     log::warn!(
                         "cannot accept connections ({e}); retrying with back-off up to {MAX_ACCEPT_BACKOFF:?} (raise the descriptor limit, ulimit -n, or lower --max-connections)"
                     );
@@ -315,11 +293,10 @@ fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
             }
         };
         if failing {
-            log::info!("accepting connections again");
             failing = false;
             backoff = MIN_BACKOFF;
         }
-        let max = shared.config.max_connections;
+        let max = shared.config.settings.limits.max_connections;
         // Relaxed: the count bounds connections, it publishes nothing.
         if shared.connections.fetch_add(1, Ordering::Relaxed) >= max {
             shared.connections.fetch_sub(1, Ordering::Relaxed);
@@ -335,8 +312,12 @@ fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
         refusing = false;
         let conn = shared.clone();
         let spawned = may::go!(may::coroutine::Builder::new(), move || {
-            conn::serve(stream, conn.clone());
+            let mut stream = stream;
+            conn::serve(&mut stream, conn.clone());
+            // Counted as closed once shut down, although its descriptor
+            // stays open for the retire grace period.
             conn.connections.fetch_sub(1, Ordering::Relaxed);
+            conn::retire(stream);
         });
         if let Err(e) = spawned {
             log::warn!("cannot start a connection coroutine: {e}");

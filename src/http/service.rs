@@ -219,7 +219,8 @@ fn authorized(value: Option<&[u8]>, token: &str) -> bool {
 impl Service for CacheService {
     fn check(&mut self, head: &Head) -> Check {
         self.started = Instant::now();
-        let limits = &self.shared.config.limits;
+        let settings = &self.shared.config.settings;
+        let limits = &settings.limits;
         let routed = api::route(&head.method, &head.target, limits);
         let refuse = |this: &Self, routed: &Result<Route, ApiError>, status, msg: &str| {
             let key = match routed {
@@ -234,7 +235,7 @@ impl Service for CacheService {
             Err(e) => return refuse(self, &routed, e.status, &e.message),
         };
         if route.is_admin() {
-            if let Some(token) = &self.shared.config.admin_token {
+            if let Some(token) = &settings.admin_token {
                 if !authorized(head.authorization.as_deref(), token) {
                     return refuse(
                         self,
@@ -269,8 +270,7 @@ impl Service for CacheService {
         let routed = self.routed.take().expect("call follows an accepting check");
         let route = routed.as_ref().expect("check accepts only routed requests");
         let metric = telemetry::route_index(Some(route));
-        let limits = &self.shared.config.limits;
-        let reply = match api::command(route, body, limits) {
+        let reply = match api::command(route, body, &self.shared.config.settings) {
             Ok(command) => self.execute(command),
             Err(e) => Reply::error(e.status, &e.message),
         };
@@ -278,7 +278,7 @@ impl Service for CacheService {
     }
 
     fn error(&mut self, head: Option<&Head>, status: u16, message: &str) -> Response {
-        let limits = &self.shared.config.limits;
+        let limits = &self.shared.config.settings.limits;
         let routed = head.map(|h| api::route(&h.method, &h.target, limits));
         let key = match &routed {
             Some(Ok(r)) => r.key(),

@@ -65,11 +65,12 @@ pub const MAX_CHUNK_LINE: usize = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionLimits {
     /// Longest request head (request line and headers), in bytes; a longer
-    /// one is refused with 431 and the connection closed. Default 16 KiB,
-    /// twice nginx's default header buffer.
+    /// one is refused with 431 and the connection closed (default:
+    /// `Limits::max_header_bytes`).
     pub max_head_bytes: usize,
     /// A refused request's body up to this many bytes is read and thrown
-    /// away so the connection stays in step; a larger one closes it.
+    /// away so the connection stays in step; a larger one closes it
+    /// (default: the admin body limit).
     pub max_skipped_body_bytes: usize,
     /// Unsent reply bytes at which the session stops taking requests until
     /// they are written.
@@ -78,9 +79,10 @@ pub struct SessionLimits {
 
 impl Default for SessionLimits {
     fn default() -> Self {
+        let limits = crate::settings::Limits::default();
         SessionLimits {
-            max_head_bytes: 16 << 10,
-            max_skipped_body_bytes: 64 << 10,
+            max_head_bytes: limits.max_header_bytes,
+            max_skipped_body_bytes: limits.max_admin_body_bytes,
             max_pending_reply_bytes: 256 << 10,
         }
     }
@@ -820,33 +822,7 @@ fn framing(headers: &[httparse::Header<'_>], head: &mut Head) -> Result<(), Fram
     Ok(())
 }
 
-/// The reason phrase for a status this server sends.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        417 => "Expectation Failed",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
+pub use crate::api::{reason, STATUSES};
 
 #[cfg(test)]
 mod tests {

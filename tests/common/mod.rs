@@ -234,7 +234,18 @@ impl Server {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Response {
-        self.conn().request(method, path, headers, body)
+        self.conn()
+            .try_request(method, path, headers, body)
+            .unwrap_or_else(|e| {
+                let state = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+                    .ok()
+                    .and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()))
+                    .flatten();
+                panic!(
+                    "{method} {path}: {e}\nserver process state {state:?} (Z: it died)\nserver stderr:\n{}",
+                    self.log_text()
+                )
+            })
     }
 
     /// `GET path` on a new connection.
