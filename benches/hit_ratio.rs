@@ -288,6 +288,7 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
                 panic!(
                     "benches/hit_ratio.rs needs `redis-server` on PATH to compare against a real \
                      Redis ({e}); install it (Debian: apt-get install -y redis-server)"
