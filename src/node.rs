@@ -48,10 +48,14 @@
 //!   candidate, so an acknowledged `set` is always readable right after it
 //!   returns, unless another writer's eviction or a delete removes it.
 //! * **The clock.** An access stamp is a process-wide logical clock (+1 per
-//!   write on any node), recorded on every `set` and `get`. Stamps of all
-//!   nodes of a process compare, so relocation carries an entry's stamp to
-//!   its new node ([`MovedEntry::last_access`]): a moved entry keeps its
-//!   age. An import into a full node competes by that age: if it is older
+//!   write on any node), recorded on every `set` and `get`. One counter
+//!   for the process is a cache line every writer increments and every
+//!   reader loads, as each node's own counter was for its writers and
+//!   readers before (cross-node write contention on it was not measurable
+//!   on the shared 2-core machine of docs/eviction.md). In exchange, stamps
+//!   of all nodes of a process compare, so relocation carries an entry's
+//!   stamp to its new node ([`MovedEntry::last_access`]): a moved entry
+//!   keeps its age. An import into a full node competes by that age: if it is older
 //!   than the oldest of the sampled entries it would displace, the moved
 //!   entry is the one evicted ([`ImportOutcome::Evicted`]), and every entry
 //!   an import evicts is reported to the caller ([`Imported::evicted`]).
