@@ -248,7 +248,7 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Option<Value>;
 
     /// Stores `value` under `key`, expiring at `expires_at` if given;
-    /// evicts other entries if the node goes over its cap. `hash` is the
+    /// evicts other entries (never this one) if the node goes over its cap. `hash` is the
     /// key's placement hash ([`crate::hash::Placement::key_hash`] of the
     /// ring placing it), which the caller computed to route the write; the
     /// store keeps it for [`Store::scan`] and never hashes keys itself.

@@ -54,10 +54,10 @@ proptest! {
     }
 }
 
-/// A write into a node whose other entries all sit in other shards (one
-/// large entry per shard, so the shard the new key lands in may hold
-/// nothing else) never evicts the write itself: the 64 KiB values in
-/// a 16 MiB node, without HTTP.
+/// The 64 KiB values in a 16 MiB node, without HTTP: 255 entries
+/// over 64 shards, so the shard a new key lands in often holds little
+/// besides it. No write ever evicts itself (sampling a random shard and
+/// evicting after the insert used to pick the new entry).
 #[test]
 fn a_write_never_evicts_itself_when_its_shard_is_nearly_empty() {
     let value_len = 64 << 10;
