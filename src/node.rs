@@ -55,10 +55,11 @@
 //!   on the shared 2-core machine of docs/eviction.md). In exchange, stamps
 //!   of all nodes of a process compare, so relocation carries an entry's
 //!   stamp to its new node ([`MovedEntry::last_access`]): a moved entry
-//!   keeps its age. An import into a full node competes by that age: if it is older
-//!   than the oldest of the sampled entries it would displace, the moved
-//!   entry is the one evicted ([`ImportOutcome::Evicted`]), and every entry
-//!   an import evicts is reported to the caller ([`Imported::evicted`]).
+//!   keeps its age. An import into a full node competes by that age: if it
+//!   is older than the oldest of the sampled entries it would displace, the
+//!   moved entry is the one evicted ([`ImportOutcome::Evicted`]), and every
+//!   entry an import evicts is reported to the caller
+//!   ([`Imported::evicted`]).
 //!
 //! A single entry larger than the whole cap is refused
 //! ([`StoreError::TooLarge`]) instead of emptying the node. docs/eviction.md
@@ -112,10 +113,11 @@ pub const EVICTION_SAMPLES: usize = 10;
 /// following each (`EVICTION_SAMPLES / SAMPLE_RUNS` per start).
 pub const SAMPLE_RUNS: usize = 2;
 
-/// How many buckets one run of samples probes forward from its random index
-/// before giving up. At hashbrown's lowest load after growth (7/16 full) the chance
-/// that 64 buckets in a row are empty is below 1e-16, so only a sparse
-/// table (emptied by deletes, never shrunk) runs out.
+/// How many buckets one run of samples probes forward from its random
+/// index before giving up. At hashbrown's lowest load after growth (7/16
+/// full) a run needs about 11 probes for its 5 samples, and 64 buckets in a
+/// row are all empty with a chance of about 1e-16; only a sparse table
+/// (emptied by deletes, never shrunk) runs out.
 pub const PROBE_LIMIT: usize = 64;
 
 /// The process-wide access clock: +1 per write on any node; entries record
@@ -248,10 +250,11 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Option<Value>;
 
     /// Stores `value` under `key`, expiring at `expires_at` if given;
-    /// evicts other entries (never this one) if the node goes over its cap. `hash` is the
-    /// key's placement hash ([`crate::hash::Placement::key_hash`] of the
-    /// ring placing it), which the caller computed to route the write; the
-    /// store keeps it for [`Store::scan`] and never hashes keys itself.
+    /// evicts other entries (never this one) if the node goes over its cap.
+    /// `hash` is the key's placement hash
+    /// ([`crate::hash::Placement::key_hash`] of the ring placing it), which
+    /// the caller computed to route the write; the store keeps it for
+    /// [`Store::scan`] and never hashes keys itself.
     fn set(
         &self,
         hash: u64,
