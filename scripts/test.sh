@@ -9,8 +9,9 @@
 #   http_framing for HTTP_FUZZ_SECONDS (60)              (scripts/fuzz.sh)
 #
 # Exits non-zero on the first failure. Needs the nightly toolchain for the
-# fuzz stage; scripts/fuzz.sh installs cargo-fuzz, scripts/load.sh wrk and
-# scripts/browser_test.sh Chromium when they are missing.
+# fuzz stage; scripts/fuzz.sh installs cargo-fuzz, scripts/load.sh wrk,
+# scripts/browser_test.sh Chromium and this script redis-server (for the
+# hit-ratio bench) when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,17 @@ stage() { # name command...
   passed=$((passed + 1))
 }
 
+# benches/hit_ratio.rs compares against a real redis-server (it starts its
+# own on 127.0.0.1) and fails when it is missing.
+ensure_redis() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  echo "redis-server is missing; installing it from Debian's packages"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server
+  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi
+}
+
 stage "cargo test" cargo test
+stage "redis-server for the hit-ratio bench" ensure_redis
 stage "benchmarks, once each (smoke)" cargo test --benches
 stage "wrk churn smoke (every GET must answer 200 while nodes change)" scripts/load.sh --smoke
 stage "dashboard in headless Chromium" scripts/browser_test.sh

@@ -1,7 +1,8 @@
 //! The HTTP API's meaning, without HTTP: routes, typed commands, and the
 //! replies the cluster's answers become.
 //!
-//! This module owns the translation table of design.md's "HTTP API":
+//! This module owns the translation table of the HTTP API (the README's
+//! API table):
 //! `(method, path, query)` → [`Route`]; a route plus its body → [`Command`];
 //! a command run against the [`Cluster`] → [`Reply`] (status, routing
 //! headers, body). It never touches sockets, header parsing or the server
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterError, NodeStatus};
+use crate::hash::Placement;
 use crate::node::SetOutcome;
 use crate::rebalance::RebalanceStatus;
 use crate::ring::{NodeId, RingError};
@@ -502,7 +504,10 @@ struct ErrorBody<'a> {
 struct NodeJson<'a> {
     index: u32,
     name: &'a str,
-    weight: u32,
+    /// The ketama weight; absent under xxh3, where the operator sets
+    /// `vnodes` itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight: Option<u32>,
     vnodes: u32,
     state: &'static str,
     keys: usize,
@@ -515,12 +520,12 @@ struct NodeJson<'a> {
     expirations: u64,
 }
 
-impl<'a> From<&'a NodeStatus> for NodeJson<'a> {
-    fn from(n: &'a NodeStatus) -> Self {
+impl<'a> NodeJson<'a> {
+    fn new(n: &'a NodeStatus, placement: Placement) -> Self {
         NodeJson {
             index: n.id.0,
             name: &n.name,
-            weight: n.weight,
+            weight: ketama_weight(placement, n.weight),
             vnodes: n.vnodes,
             state: if n.draining { "draining" } else { "serving" },
             keys: n.stats.keys,
@@ -533,6 +538,11 @@ impl<'a> From<&'a NodeStatus> for NodeJson<'a> {
             expirations: n.stats.expirations,
         }
     }
+}
+
+/// A node's weight as the API shows it: only under ketama.
+fn ketama_weight(placement: Placement, weight: u32) -> Option<u32> {
+    (placement == Placement::Ketama).then_some(weight)
 }
 
 fn rfc3339(t: Option<SystemTime>) -> Option<String> {
@@ -549,6 +559,7 @@ struct RebalanceJson {
     finished_at: Option<String>,
     runs: u64,
     total_moved: u64,
+    total_dropped: u64,
     settled_version: u64,
 }
 
@@ -563,6 +574,7 @@ impl From<RebalanceStatus> for RebalanceJson {
             finished_at: rfc3339(s.finished_at),
             runs: s.runs,
             total_moved: s.total_moved,
+            total_dropped: s.total_dropped,
             settled_version: s.settled_version,
         }
     }
@@ -572,7 +584,9 @@ impl From<RebalanceStatus> for RebalanceJson {
 struct RingNodeJson<'a> {
     index: u32,
     name: &'a str,
-    weight: u32,
+    /// Absent under xxh3, as in [`NodeJson`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight: Option<u32>,
     vnodes: u32,
     ownership: f64,
 }
@@ -669,12 +683,15 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
         },
         Command::ListNodes => {
             let nodes = cluster.nodes();
-            let json: Vec<NodeJson> = nodes.iter().map(NodeJson::from).collect();
+            let json: Vec<NodeJson> = nodes
+                .iter()
+                .map(|n| NodeJson::new(n, cluster.placement()))
+                .collect();
             Reply::json(200, &json)
         }
         Command::AddNode { name, vnodes } => match cluster.add_node(&name, vnodes) {
             Ok(id) => match cluster.nodes().iter().find(|n| n.id == id) {
-                Some(n) => Reply::json(201, &NodeJson::from(n)),
+                Some(n) => Reply::json(201, &NodeJson::new(n, cluster.placement())),
                 None => Reply::error(409, "the node was removed again before it could be listed"),
             },
             Err(e) => cluster_error(&e),
@@ -695,7 +712,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                 .map(|s| RingNodeJson {
                     index: s.id.0,
                     name: &s.name,
-                    weight: s.weight,
+                    weight: ketama_weight(snap.placement(), s.weight),
                     vnodes: s.vnodes,
                     ownership: s.share,
                 })

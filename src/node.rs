@@ -17,13 +17,53 @@
 //!
 //! Every entry is charged `key.len() + value.len() + ENTRY_OVERHEAD` bytes
 //! ([`ENTRY_OVERHEAD`] says where its value comes from). When a write takes
-//! the node over its cap, the writer evicts entries until it is back under:
-//! approximate LRU by sampling, as Redis does (`maxmemory-policy allkeys-lru`
-//! with `maxmemory-samples 5`): it samples [`EVICTION_SAMPLES`] entries from a
-//! random shard and evicts the one accessed longest ago. The access stamp is
-//! the node's write counter at the last access, a logical clock that costs a
-//! read of one shared counter per get. A single entry larger than the whole
-//! cap is refused ([`StoreError::TooLarge`]) instead of emptying the node.
+//! the node over its cap, the writer evicts entries until it is back under.
+//! The policy is approximate LRU by sampling, in the manner of Redis's
+//! `allkeys-lru`: each eviction draws [`EVICTION_SAMPLES`] (10) entries and
+//! evicts the one accessed longest ago. Redis defaults to 5 samples and
+//! keeps a pool of 16 candidates between evictions; here 10 samples and no
+//! pool, which measured closer to an exact LRU at a lower cost per write
+//! (docs/eviction.md).
+//!
+//! * **What a sample sees.** One shard is picked at random. From each of
+//!   [`SAMPLE_RUNS`] (2) uniformly random bucket indices of that shard's
+//!   whole table, the next `EVICTION_SAMPLES / SAMPLE_RUNS` full buckets are
+//!   taken (consecutive buckets from a random start, as Redis's
+//!   `dictGetSomeKeys` walks them; neighbouring buckets are memory-adjacent,
+//!   so the walk costs little beyond its first bucket). Keys are spread over
+//!   shards and over buckets by their hash, so every entry of the node can
+//!   be drawn, whatever its position, and where an entry sits says nothing
+//!   of its age. The draw is not exactly uniform: an entry after a run of
+//!   empty buckets is drawn more often, shards differ a little in size, and
+//!   neighbours are drawn together; none of that depends on age. Only a
+//!   shard so sparse that the probes find nothing (a table left large by
+//!   deletes) falls back to its first entries in table order.
+//! * **Bounded cost.** One eviction takes one shard read lock, probes at
+//!   most `SAMPLE_RUNS x PROBE_LIMIT` control bytes (about
+//!   `EVICTION_SAMPLES x 2` in a table at its usual load), clones one key
+//!   (the victim's) and takes one shard write lock to remove it. A write
+//!   evicts until the node is back under its cap: one entry per write when
+//!   entries are of similar size.
+//! * **Never the write itself.** The key being written is never a
+//!   candidate, so an acknowledged `set` is always readable right after it
+//!   returns, unless another writer's eviction or a delete removes it.
+//! * **The clock.** An access stamp is a process-wide logical clock (+1 per
+//!   write on any node), recorded on every `set` and `get`. One counter
+//!   for the process is a cache line every writer increments and every
+//!   reader loads, as each node's own counter was for its writers and
+//!   readers before (cross-node write contention on it was not measurable
+//!   on the shared 2-core machine of docs/eviction.md). In exchange, stamps
+//!   of all nodes of a process compare, so relocation carries an entry's
+//!   stamp to its new node ([`MovedEntry::last_access`]): a moved entry
+//!   keeps its age. An import into a full node competes by that age: if it
+//!   is older than the oldest of the sampled entries it would displace, the
+//!   moved entry is the one evicted ([`ImportOutcome::Evicted`]), and every
+//!   entry an import evicts is reported to the caller
+//!   ([`Imported::evicted`]).
+//!
+//! A single entry larger than the whole cap is refused
+//! ([`StoreError::TooLarge`]) instead of emptying the node. docs/eviction.md
+//! measures the hit ratio against an exact LRU, Redis and a W-TinyLFU cache.
 //!
 //! ## TTL
 //!
@@ -64,9 +104,27 @@ pub type Value = Arc<[u8]>;
 /// keeps slots at most 7/8 full. 16 + 48 + 32 + 16 + ~2 rounds up to 112.
 pub const ENTRY_OVERHEAD: usize = 112;
 
-/// How many entries one eviction samples: Redis's default
-/// `maxmemory-samples`, which its docs show approximates true LRU closely.
-pub const EVICTION_SAMPLES: usize = 5;
+/// How many entries one eviction samples. Redis's docs show 10 samples
+/// approximating true LRU closely; benches/hit_ratio.rs measured 5 at
+/// 0.98-0.99x an exact LRU's hit ratio and 10 at 0.99-1.00x.
+pub const EVICTION_SAMPLES: usize = 10;
+
+/// Random starting indices per eviction; the samples are the full buckets
+/// following each (`EVICTION_SAMPLES / SAMPLE_RUNS` per start).
+pub const SAMPLE_RUNS: usize = 2;
+
+/// How many buckets one run of samples probes forward from its random
+/// index before giving up. At hashbrown's lowest load after growth (7/16
+/// full) a run needs about 11 probes for its 5 samples, and 64 buckets in a
+/// row are all empty with a chance of about 1e-16; only a sparse table
+/// (emptied by deletes, never shrunk) runs out.
+pub const PROBE_LIMIT: usize = 64;
+
+/// The process-wide access clock: +1 per write on any node; entries record
+/// it on every access. Shared by every node of the process so that stamps
+/// compare across nodes and relocation can carry them.
+/// Relaxed everywhere: eviction order is a hint, ordered with nothing.
+static ACCESS_CLOCK: AtomicU64 = AtomicU64::new(1);
 
 /// The most expired entries one sweep collects from a shard before moving
 /// on, so one sweep pass stays short even when many keys expire at once.
@@ -110,8 +168,9 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// An entry as relocation carries it between nodes: the value and its
-/// absolute expiry, so a moved key keeps its remaining TTL.
+/// An entry as relocation carries it between nodes: the value, its
+/// absolute expiry (so a moved key keeps its remaining TTL) and its last
+/// access (so it keeps its age for eviction).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MovedEntry {
     /// The value bytes.
@@ -120,6 +179,33 @@ pub struct MovedEntry {
     pub expires_at: Option<Instant>,
     /// The key's placement hash, as the source store recorded it.
     pub hash: u64,
+    /// The entry's access stamp on the source store: the process-wide
+    /// logical clock at its last `set` or `get` (see the module docs).
+    pub last_access: u64,
+}
+
+/// What became of an entry given to [`Store::import`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// The entry is stored.
+    Stored,
+    /// Not stored: the key has a live value here, newer than the moved one.
+    Present,
+    /// Not stored: the node is full of entries accessed more recently than
+    /// the moved one, so eviction chose the moved entry itself. It counts as
+    /// an eviction of this node.
+    Evicted,
+}
+
+/// The result of [`Store::import`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// What became of the moved entry.
+    pub outcome: ImportOutcome,
+    /// Entries this import evicted to stay under the cap, the moved entry
+    /// itself included when `outcome` is [`ImportOutcome::Evicted`]. Each is
+    /// a key the cluster lost because of the move.
+    pub evicted: u64,
 }
 
 /// A node's counters at one moment (each read separately, so they may be a
@@ -164,10 +250,11 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Option<Value>;
 
     /// Stores `value` under `key`, expiring at `expires_at` if given;
-    /// evicts other entries if the node goes over its cap. `hash` is the
-    /// key's placement hash ([`crate::hash::Placement::key_hash`] of the
-    /// ring placing it), which the caller computed to route the write; the
-    /// store keeps it for [`Store::scan`] and never hashes keys itself.
+    /// evicts other entries (never this one) if the node goes over its cap.
+    /// `hash` is the key's placement hash
+    /// ([`crate::hash::Placement::key_hash`] of the ring placing it), which
+    /// the caller computed to route the write; the store keeps it for
+    /// [`Store::scan`] and never hashes keys itself.
     fn set(
         &self,
         hash: u64,
@@ -194,14 +281,16 @@ pub trait Store: Send + Sync {
     /// The live entry under `key`, for relocation (no stats).
     fn export(&self, key: &[u8]) -> Option<MovedEntry>;
 
-    /// Stores `entry` under `key` only if the key has no live value here;
-    /// true if it was stored. Relocation uses this so a moved (older) copy
-    /// never overwrites a newer write.
+    /// Stores `entry` under `key` only if the key has no live value here.
+    /// Relocation uses this so a moved (older) copy never overwrites a newer
+    /// write. The entry keeps its access stamp; when the node is at its cap
+    /// the entry competes for room by that age, and the result says how many
+    /// entries (the moved one possibly among them) were evicted.
     ///
     /// The key is passed as the shared [`Key`] the source store's
     /// [`Store::scan`] returned, so an embedded store can keep it without
     /// copying the bytes.
-    fn import(&self, key: &Key, entry: MovedEntry) -> Result<bool, StoreError>;
+    fn import(&self, key: &Key, entry: MovedEntry) -> Result<Imported, StoreError>;
 
     /// Removes `key` whatever its state; true if an entry was there.
     fn remove(&self, key: &[u8]) -> bool;
@@ -254,7 +343,8 @@ struct Entry {
     /// whether a key moves without touching the key's own allocation.
     hash: u64,
     expires_at: Option<Instant>,
-    /// The node's write clock at the last access; eviction samples it.
+    /// The process-wide access clock at the last access; eviction samples
+    /// it.
     last_access: AtomicU64,
 }
 
@@ -283,8 +373,6 @@ pub struct MemStore {
     /// Bytes charged for the stored entries; may exceed `max_bytes` for the
     /// moment between a write and its evictions.
     bytes: AtomicUsize,
-    /// Logical clock: +1 per write; entries record it on access.
-    clock: AtomicU64,
     hits: StripedCounter,
     misses: StripedCounter,
     evictions: StripedCounter,
@@ -307,6 +395,15 @@ const SHARDS: usize = 64;
 #[inline]
 fn charge(key_len: usize, value_len: usize) -> usize {
     key_len + value_len + ENTRY_OVERHEAD
+}
+
+/// Keeps in `best` whichever of it and `(k, e)` was accessed longer ago.
+#[inline]
+fn older<'a>(best: &mut Option<(u64, &'a Key)>, k: &'a Key, e: &Entry) {
+    let stamp = e.last_access.load(Ordering::Relaxed);
+    if best.is_none_or(|(s, _)| stamp < s) {
+        *best = Some((stamp, k));
+    }
 }
 
 /// A fast thread-local xorshift generator for eviction sampling; placement
@@ -336,7 +433,6 @@ impl MemStore {
             map: DashMap::with_hasher_and_shard_amount(ahash::RandomState::new(), SHARDS),
             max_bytes,
             bytes: AtomicUsize::new(0),
-            clock: AtomicU64::new(0),
             hits: StripedCounter::new(),
             misses: StripedCounter::new(),
             evictions: StripedCounter::new(),
@@ -354,25 +450,23 @@ impl MemStore {
         self.map.is_empty()
     }
 
-    /// Inserts, accounting bytes; `only_if_absent` keeps a live entry.
-    /// Returns the outcome, or `None` when a live entry was kept.
+    /// Inserts `owned` (whose bytes are `key`), accounting bytes, with
+    /// access stamp `stamp`; `only_if_absent` keeps a live entry. Evicts
+    /// other entries (never `key`) while the node is over its cap. Returns
+    /// the outcome, or `None` when a live entry was kept, and the number of
+    /// entries evicted.
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
         hash: u64,
-        key: Key,
+        owned: Key,
+        key: &[u8],
         value: Value,
         expires_at: Option<Instant>,
+        stamp: u64,
         only_if_absent: bool,
-    ) -> Result<Option<SetOutcome>, StoreError> {
+    ) -> (Option<SetOutcome>, u64) {
         let cost = charge(key.len(), value.len());
-        if cost > self.max_bytes {
-            return Err(StoreError::TooLarge {
-                entry_bytes: cost,
-                max_bytes: self.max_bytes,
-            });
-        }
-        // Relaxed: a logical clock for eviction order, nothing more.
-        let stamp = self.clock.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             value,
             hash,
@@ -384,13 +478,13 @@ impl MemStore {
         // delete racing this insert cannot make it wrap).
         // Relaxed: byte accounting is a gauge; eviction re-reads it.
         let total = self.bytes.fetch_add(cost, Ordering::Relaxed) + cost;
-        let outcome = match self.map.entry(key) {
+        let outcome = match self.map.entry(owned) {
             dashmap::Entry::Occupied(mut occ) => {
                 let live = !occ.get().is_expired(Instant::now);
                 if live && only_if_absent {
                     drop(occ);
                     self.bytes.fetch_sub(cost, Ordering::Relaxed);
-                    return Ok(None);
+                    return (None, 0);
                 }
                 let old_cost = charge(occ.key().len(), occ.get().value.len());
                 occ.insert(entry);
@@ -408,69 +502,114 @@ impl MemStore {
                 SetOutcome::Created
             }
         };
-        if total > self.max_bytes {
-            self.evict_until_under_cap();
-        }
-        Ok(Some(outcome))
+        // The shard lock is released: eviction takes shard locks of its own.
+        let evicted = if total > self.max_bytes {
+            self.evict_until_under_cap(hash, key)
+        } else {
+            0
+        };
+        (Some(outcome), evicted)
     }
 
-    /// Evicts sampled least-recently-used entries until under the cap.
-    fn evict_until_under_cap(&self) {
-        // Bounded: each round evicts one entry or finds the map empty.
+    /// Refuses an entry larger than the whole cap.
+    fn check_size(&self, key_len: usize, value_len: usize) -> Result<(), StoreError> {
+        let cost = charge(key_len, value_len);
+        if cost > self.max_bytes {
+            return Err(StoreError::TooLarge {
+                entry_bytes: cost,
+                max_bytes: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Evicts sampled least-recently-used entries, never `key` (whose
+    /// placement hash is `hash`), until under the cap; returns how many.
+    fn evict_until_under_cap(&self, hash: u64, key: &[u8]) -> u64 {
+        let mut evicted = 0;
+        // Bounded: each round evicts one entry, or loses a race to another
+        // remover (which also shrinks the node), or finds no candidate.
         while self.bytes.load(Ordering::Relaxed) > self.max_bytes {
-            if !self.evict_one() {
-                return;
+            let Some((stamp, victim)) = self.sample_victim(hash, key) else {
+                break;
+            };
+            evicted += u64::from(self.evict(&victim, stamp));
+        }
+        evicted
+    }
+
+    /// Evicts `key` if its access stamp is still `stamp` (not accessed
+    /// since it was sampled); true if it did.
+    fn evict(&self, key: &[u8], stamp: u64) -> bool {
+        let removed = self
+            .map
+            .remove_if(key, |_, e| e.last_access.load(Ordering::Relaxed) == stamp);
+        match removed {
+            Some((k, e)) => {
+                self.bytes
+                    .fetch_sub(charge(k.len(), e.value.len()), Ordering::Relaxed);
+                self.evictions.add(1);
+                true
             }
+            None => false,
         }
     }
 
-    /// Samples entries of a random non-empty shard and evicts the one with
-    /// the oldest access stamp. False if the map is empty.
-    fn evict_one(&self) -> bool {
+    /// Draws [`EVICTION_SAMPLES`] entries (see the module docs) and returns
+    /// the stamp and key of the one accessed longest ago, never `key`
+    /// (whose placement hash is `hash`). `None` if the node holds no other
+    /// entry.
+    fn sample_victim(&self, hash: u64, key: &[u8]) -> Option<(u64, Key)> {
         let shards = self.map.shards();
         let start = random();
+        // Only an empty shard, or one holding nothing but `key`, sends the
+        // search on to the next shard.
         for probe in 0..shards.len() {
-            let shard = &shards[(start + probe) % shards.len()];
-            let victim = {
-                let table = shard.read();
-                let len = table.len();
-                if len == 0 {
-                    continue;
+            let table = shards[(start + probe) % shards.len()].read();
+            if table.is_empty() {
+                continue;
+            }
+            let is_candidate = |k: &Key, e: &Entry| e.hash != hash || **k != *key;
+            let mask = table.buckets() - 1;
+            let mut best: Option<(u64, &Key)> = None;
+            // SAFETY: the shard's read lock is held while buckets are read,
+            // so no bucket is freed, moved or written meanwhile; every index
+            // is masked below `buckets()` (a power of two), and `bucket(i)`
+            // is dereferenced only when `is_bucket_full(i)`. The references
+            // taken (`&Key`, `&Entry`) do not outlive `table`.
+            unsafe {
+                for _ in 0..SAMPLE_RUNS {
+                    let from = random();
+                    let mut taken = 0;
+                    for step in 0..PROBE_LIMIT.min(mask + 1) {
+                        let i = from.wrapping_add(step) & mask;
+                        if table.is_bucket_full(i) {
+                            let (k, e) = table.bucket(i).as_ref();
+                            if is_candidate(k, e.get()) {
+                                older(&mut best, k, e.get());
+                                taken += 1;
+                                if taken == EVICTION_SAMPLES / SAMPLE_RUNS {
+                                    break;
+                                }
+                            }
+                        }
+                    }
                 }
-                let skip = random() % len.min(64);
-                // SAFETY: the shard's read lock is held for the whole
-                // iteration, so no bucket is freed or moved while we read
-                // it; `as_ref` is valid for buckets yielded by `iter` on a
-                // table that is not mutated meanwhile.
-                unsafe {
-                    table
-                        .iter()
-                        .skip(skip)
-                        .chain(table.iter())
-                        .take(EVICTION_SAMPLES.min(len))
-                        .map(|bucket| {
-                            let (key, shared) = bucket.as_ref();
-                            let stamp = shared.get().last_access.load(Ordering::Relaxed);
-                            (stamp, key.clone())
-                        })
-                        .min_by_key(|(stamp, _)| *stamp)
+                if best.is_none() {
+                    // A sparse table: fall back to its first entries.
+                    for bucket in table.iter().take(EVICTION_SAMPLES + 1) {
+                        let (k, e) = bucket.as_ref();
+                        if is_candidate(k, e.get()) {
+                            older(&mut best, k, e.get());
+                        }
+                    }
                 }
-            };
-            // The read guard is released here: remove takes the write lock.
-            if let Some((stamp, key)) = victim {
-                let removed = self
-                    .map
-                    .remove_if(&key, |_, e| e.last_access.load(Ordering::Relaxed) == stamp);
-                if let Some((k, e)) = removed {
-                    self.bytes
-                        .fetch_sub(charge(k.len(), e.value.len()), Ordering::Relaxed);
-                    self.evictions.add(1);
-                }
-                // Raced with an access or a removal: the caller loops.
-                return true;
+            }
+            if let Some((stamp, k)) = best {
+                return Some((stamp, k.clone()));
             }
         }
-        false
+        None
     }
 
     /// Removes `key` if it is expired; counts the expiration. True if it
@@ -496,7 +635,7 @@ impl Store for MemStore {
             }
             // Relaxed: eviction hints; skip the store when already current
             // so hot keys do not keep dirtying their cache line.
-            let now = self.clock.load(Ordering::Relaxed);
+            let now = ACCESS_CLOCK.load(Ordering::Relaxed);
             if e.last_access.load(Ordering::Relaxed) != now {
                 e.last_access.store(now, Ordering::Relaxed);
             }
@@ -527,8 +666,11 @@ impl Store for MemStore {
         value: Value,
         expires_at: Option<Instant>,
     ) -> Result<SetOutcome, StoreError> {
-        self.insert(hash, Key::from(key), value, expires_at, false)
-            .map(|o| o.expect("an unconditional insert always stores"))
+        self.check_size(key.len(), value.len())?;
+        // Relaxed: a logical clock for eviction order, nothing more.
+        let stamp = ACCESS_CLOCK.fetch_add(1, Ordering::Relaxed) + 1;
+        let (outcome, _) = self.insert(hash, Key::from(key), key, value, expires_at, stamp, false);
+        Ok(outcome.expect("an unconditional insert always stores"))
     }
 
     fn delete(&self, key: &[u8]) -> bool {
@@ -554,7 +696,7 @@ impl Store for MemStore {
         };
         let (keys, examined) = {
             let table = shard.read();
-            // SAFETY: as in `evict_one`: the read lock is held while the
+            // SAFETY: as in `sample_victim`: the read lock is held while the
             // buckets are read.
             let keys = unsafe {
                 table
@@ -583,12 +725,61 @@ impl Store for MemStore {
             value: e.value.clone(),
             expires_at: e.expires_at,
             hash: e.hash,
+            last_access: e.last_access.load(Ordering::Relaxed),
         })
     }
 
-    fn import(&self, key: &Key, entry: MovedEntry) -> Result<bool, StoreError> {
-        self.insert(entry.hash, key.clone(), entry.value, entry.expires_at, true)
-            .map(|o| o.is_some())
+    fn import(&self, key: &Key, entry: MovedEntry) -> Result<Imported, StoreError> {
+        self.check_size(key.len(), entry.value.len())?;
+        let present = |evicted| {
+            Ok(Imported {
+                outcome: ImportOutcome::Present,
+                evicted,
+            })
+        };
+        if self
+            .map
+            .get(&**key)
+            .is_some_and(|e| !e.is_expired(Instant::now))
+        {
+            return present(0);
+        }
+        // Make room before inserting, so the moved entry competes by its
+        // age: a stamp older than every sampled entry makes it the victim.
+        let cost = charge(key.len(), entry.value.len());
+        let mut evicted = 0;
+        while self.bytes.load(Ordering::Relaxed) + cost > self.max_bytes {
+            let Some((stamp, victim)) = self.sample_victim(entry.hash, key) else {
+                break;
+            };
+            if entry.last_access < stamp {
+                self.evictions.add(1);
+                return Ok(Imported {
+                    outcome: ImportOutcome::Evicted,
+                    evicted: evicted + 1,
+                });
+            }
+            evicted += u64::from(self.evict(&victim, stamp));
+        }
+        // A stamp from the future (another process's clock) is clamped.
+        let stamp = entry.last_access.min(ACCESS_CLOCK.load(Ordering::Relaxed));
+        let (outcome, more) = self.insert(
+            entry.hash,
+            key.clone(),
+            key,
+            entry.value,
+            entry.expires_at,
+            stamp,
+            true,
+        );
+        evicted += more;
+        match outcome {
+            Some(_) => Ok(Imported {
+                outcome: ImportOutcome::Stored,
+                evicted,
+            }),
+            None => present(evicted),
+        }
     }
 
     fn remove(&self, key: &[u8]) -> bool {
@@ -607,7 +798,7 @@ impl Store for MemStore {
         for shard in self.map.shards() {
             let expired: Vec<Key> = {
                 let table = shard.read();
-                // SAFETY: as in `evict_one`: the read lock is held while the
+                // SAFETY: as in `sample_victim`: the read lock is held while the
                 // buckets are read.
                 unsafe {
                     table

@@ -34,6 +34,10 @@
 //!    copies the entry to the owner *only if the owner has no live value*
 //!    (a write there is newer), then removes it from the node. Copy before
 //!    remove means a key is always on at least one of its in-play owners.
+//!    The copy keeps the entry's last access; an owner at its memory cap
+//!    makes room by its own eviction policy, in which the moved entry
+//!    competes by that age, and every entry so evicted (the moved one, or
+//!    those it displaced) is counted in [`RebalanceStatus::keys_dropped`].
 //! 5. **Readers** take no lock: owner first; on a miss during a migration,
 //!    the owners under the older rings; then the owner again (a key the
 //!    mover moved between the first two reads is there now). On any miss,
@@ -83,7 +87,7 @@ use crossbeam_epoch as epoch;
 use parking_lot::{Condvar, Mutex};
 
 use crate::cluster::{Inner, NodeSlot};
-use crate::node::Key;
+use crate::node::{ImportOutcome, Key};
 
 /// Where relocation stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -94,10 +98,16 @@ pub struct RebalanceStatus {
     pub keys_scanned: u64,
     /// Keys moved by the current (or last) run.
     pub keys_moved: u64,
-    /// Keys that could not be moved (the new owner refused them) and were
-    /// dropped, by the current (or last) run. Nodes of one cluster share a
-    /// memory cap, so this stays 0 unless a node is misconfigured.
+    /// Keys the cluster lost because of the current (or last) run: entries
+    /// that imports evicted from new owners at their memory cap (other
+    /// entries there, or the moved entry itself when everything there was
+    /// accessed more recently), plus entries a new owner refused as larger
+    /// than its cap. Nonzero whenever moved keys do not fit beside what the
+    /// new owners hold, e.g. when a node is removed from a full cluster.
     pub keys_dropped: u64,
+    /// Keys dropped by relocation since the cluster was created (as
+    /// `keys_dropped`, summed over runs).
+    pub total_dropped: u64,
     /// When the current (or last) run started.
     pub started_at: Option<SystemTime>,
     /// When the last run finished (`None` while one is active).
@@ -131,6 +141,7 @@ pub(crate) struct Progress {
     moved: AtomicU64,
     dropped: AtomicU64,
     total_moved: AtomicU64,
+    total_dropped: AtomicU64,
 }
 
 impl Progress {
@@ -147,6 +158,7 @@ impl Progress {
             moved: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             total_moved: AtomicU64::new(0),
+            total_dropped: AtomicU64::new(0),
         }
     }
 
@@ -175,6 +187,7 @@ impl Progress {
         status.keys_moved = self.moved.load(Ordering::Relaxed);
         status.keys_dropped = self.dropped.load(Ordering::Relaxed);
         status.total_moved = self.total_moved.load(Ordering::Relaxed);
+        status.total_dropped = self.total_dropped.load(Ordering::Relaxed);
         status
     }
 
@@ -366,16 +379,26 @@ fn move_key(inner: &Inner, src: &NodeSlot, key: &Key, hash: u64) {
     // A missing entry was deleted, evicted or expired meanwhile; an expired
     // one is cleaned up by the removal below.
     if let Some(entry) = src.store.export(key) {
-        match topo.store(owner).import(key, entry) {
-            Ok(true) => {
-                inner.progress.moved.fetch_add(1, Ordering::Relaxed);
-                inner.progress.total_moved.fetch_add(1, Ordering::Relaxed);
+        let dropped = match topo.store(owner).import(key, entry) {
+            Ok(imported) => {
+                if imported.outcome == ImportOutcome::Stored {
+                    inner.progress.moved.fetch_add(1, Ordering::Relaxed);
+                    inner.progress.total_moved.fetch_add(1, Ordering::Relaxed);
+                }
+                // `Present`: the owner has a newer value, the copy here is
+                // stale. Every entry the import evicted (the moved one
+                // included when it lost on age) is a key lost to the move.
+                imported.evicted
             }
-            // The owner has a newer value: the copy here is stale.
-            Ok(false) => {}
-            Err(_) => {
-                inner.progress.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            // Larger than the owner's cap: lost.
+            Err(_) => 1,
+        };
+        if dropped > 0 {
+            inner.progress.dropped.fetch_add(dropped, Ordering::Relaxed);
+            inner
+                .progress
+                .total_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
         }
     }
     // Under the stripe lock nothing can have written `key` here since the
@@ -413,9 +436,10 @@ fn finish_sweep(inner: &Inner, start_version: u64, covered: u64) {
     if settled {
         let s = inner.progress.status();
         log::info!(
-            "relocation settled at ring version {start_version}: {} keys scanned, {} moved",
+            "relocation settled at ring version {start_version}: {} keys scanned, {} moved, {} dropped (evicted at a new owner's cap)",
             s.keys_scanned,
-            s.keys_moved
+            s.keys_moved,
+            s.keys_dropped
         );
     }
 }

@@ -10,9 +10,11 @@
 //! Recording stays off locks on the request path: every (route, status)
 //! counter and per-route histogram handle is registered once and cached, and
 //! recording through a handle is an atomic add (counters) or a lock-free
-//! bucket push (histograms). Cluster-wide figures (keys, bytes, hits per
-//! node, ring version, relocation) are copied into gauges only when
-//! `/metrics` is scraped.
+//! bucket push (histograms). Cluster-wide figures (ring version,
+//! relocation) are copied into gauges only when `/metrics` is scraped.
+//! Per-node figures (keys, bytes, hits, evictions...) are written straight
+//! into the scrape's text for the nodes the cluster holds at that moment, so
+//! a node that has left and drained has no series any more.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
@@ -22,7 +24,7 @@ use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::api::{Route, STATUSES};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NodeStatus};
 
 /// Label for requests refused before a route was known (bad path, method).
 const UNROUTED: usize = Route::LABELS.len();
@@ -158,43 +160,6 @@ impl Telemetry {
                 );
             }
         }
-        for n in cluster.nodes() {
-            let labels = || {
-                vec![
-                    Label::new("node", n.id.to_string()),
-                    Label::new("name", n.name.to_string()),
-                ]
-            };
-            self.gauge("ringcache_node_keys", labels(), n.stats.keys as f64);
-            self.gauge("ringcache_node_bytes", labels(), n.stats.bytes as f64);
-            self.gauge(
-                "ringcache_node_max_bytes",
-                labels(),
-                n.stats.max_bytes as f64,
-            );
-            // Points on the ring, and the configured weight they follow
-            // from (equal under xxh3; under ketama points follow all weights).
-            self.gauge("ringcache_node_vnodes", labels(), f64::from(n.vnodes));
-            self.gauge("ringcache_node_weight", labels(), f64::from(n.weight));
-            self.gauge("ringcache_node_ownership", labels(), n.share);
-            self.gauge(
-                "ringcache_node_draining",
-                labels(),
-                f64::from(u8::from(n.draining)),
-            );
-            self.counter("ringcache_node_hits_total", labels(), n.stats.hits);
-            self.counter("ringcache_node_misses_total", labels(), n.stats.misses);
-            self.counter(
-                "ringcache_node_evictions_total",
-                labels(),
-                n.stats.evictions,
-            );
-            self.counter(
-                "ringcache_node_expirations_total",
-                labels(),
-                n.stats.expirations,
-            );
-        }
         let ring = cluster.ring();
         self.gauge("ringcache_ring_version", vec![], ring.version() as f64);
         self.gauge("ringcache_ring_nodes", vec![], ring.node_count() as f64);
@@ -220,7 +185,85 @@ impl Telemetry {
             vec![],
             r.total_moved,
         );
+        self.gauge(
+            "ringcache_rebalance_keys_dropped",
+            vec![],
+            r.keys_dropped as f64,
+        );
+        self.counter(
+            "ringcache_rebalance_dropped_keys_total",
+            vec![],
+            r.total_dropped,
+        );
         self.counter("ringcache_membership_changes_total", vec![], ring.version());
-        self.handle.render()
+        let mut text = self.handle.render();
+        render_nodes(&mut text, &cluster.nodes());
+        text
     }
+}
+
+/// Per-node series, by name: (name, Prometheus type, value of a node).
+type NodeSeries = (&'static str, &'static str, fn(&NodeStatus) -> f64);
+
+/// The per-node series. Points on the ring sit beside the configured
+/// weight they follow from (equal under xxh3; under ketama points follow
+/// all weights).
+const NODE_SERIES: [NodeSeries; 11] = [
+    ("ringcache_node_keys", "gauge", |n| n.stats.keys as f64),
+    ("ringcache_node_bytes", "gauge", |n| n.stats.bytes as f64),
+    ("ringcache_node_max_bytes", "gauge", |n| {
+        n.stats.max_bytes as f64
+    }),
+    ("ringcache_node_vnodes", "gauge", |n| f64::from(n.vnodes)),
+    ("ringcache_node_weight", "gauge", |n| f64::from(n.weight)),
+    ("ringcache_node_ownership", "gauge", |n| n.share),
+    ("ringcache_node_draining", "gauge", |n| {
+        f64::from(u8::from(n.draining))
+    }),
+    ("ringcache_node_hits_total", "counter", |n| {
+        n.stats.hits as f64
+    }),
+    ("ringcache_node_misses_total", "counter", |n| {
+        n.stats.misses as f64
+    }),
+    ("ringcache_node_evictions_total", "counter", |n| {
+        n.stats.evictions as f64
+    }),
+    ("ringcache_node_expirations_total", "counter", |n| {
+        n.stats.expirations as f64
+    }),
+];
+
+/// Appends the per-node series of `nodes` to a Prometheus text exposition.
+///
+/// They are written here at each scrape rather than registered in the
+/// recorder, which keeps every series it ever saw: a node dropped from the
+/// cluster (after draining) is simply absent from the next scrape, so
+/// ownership sums to 1 and series do not pile up with every node ever added.
+fn render_nodes(out: &mut String, nodes: &[NodeStatus]) {
+    use std::fmt::Write;
+    if nodes.is_empty() {
+        return;
+    }
+    for (name, kind, value) in NODE_SERIES {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for n in nodes {
+            let _ = writeln!(
+                out,
+                "{name}{{node=\"{}\",name=\"{}\"}} {}",
+                n.id,
+                escape_label(&n.name),
+                value(n)
+            );
+        }
+        out.push('\n');
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -199,19 +199,30 @@ fn stats_add_up() {
 /// newer write), but does fill an absent or expired key.
 #[test]
 fn import_only_fills_absent_keys() {
-    use ringcache::node::{Key, MovedEntry};
+    use ringcache::node::{ImportOutcome, Imported, Key, MovedEntry};
     let node = MemStore::new(1 << 20);
     node.put(b"k", b"new".as_slice().into(), None).unwrap();
     let old = MovedEntry {
         value: b"old".as_slice().into(),
         expires_at: None,
         hash: key_hash(b"k"),
+        last_access: 0,
     };
-    assert_eq!(node.import(&Key::from(&b"k"[..]), old.clone()), Ok(false));
+    let stored = Ok(Imported {
+        outcome: ImportOutcome::Stored,
+        evicted: 0,
+    });
+    assert_eq!(
+        node.import(&Key::from(&b"k"[..]), old.clone()),
+        Ok(Imported {
+            outcome: ImportOutcome::Present,
+            evicted: 0
+        })
+    );
     assert_eq!(node.get(b"k").as_deref(), Some(b"new".as_slice()));
-    assert_eq!(node.import(&Key::from(&b"j"[..]), old.clone()), Ok(true));
+    assert_eq!(node.import(&Key::from(&b"j"[..]), old.clone()), stored);
     node.put(b"e", b"x".as_slice().into(), Some(Instant::now()))
         .unwrap();
-    assert_eq!(node.import(&Key::from(&b"e"[..]), old), Ok(true));
+    assert_eq!(node.import(&Key::from(&b"e"[..]), old), stored);
     assert_eq!(node.get(b"e").as_deref(), Some(b"old".as_slice()));
 }
