@@ -2,7 +2,7 @@
 //! `DashMap` doing the same work (the ceiling), and relocation speed.
 //!
 //! Run: `cargo bench --bench cluster`. Figures go in the README with the
-//! machine they were measured on; the targets (design.md) are get/set
+//! machine they were measured on; the targets (docs/performance.md) are get/set
 //! within 1.5x of the bare map and at least 1M keys moved per second per
 //! core.
 

@@ -1,4 +1,4 @@
-//! The HTTP API of the real `ringcache` binary, row by row of design.md's
+//! The HTTP API of the real `ringcache` binary, row by row of the README's
 //! "HTTP API" table, plus the routing headers, binary-safe keys and values,
 //! TTLs, relocation seen through the API, the admin token and the command
 //! line.
@@ -47,7 +47,7 @@ fn counter(metrics: &str, series: &str) -> f64 {
 // /keys/{key}
 // ---------------------------------------------------------------------------
 
-/// GET, PUT and DELETE on `/keys/{key}` give design.md's success codes:
+/// GET, PUT and DELETE on `/keys/{key}` give the API table's success codes:
 /// 201 for a new key, 200 for a replaced one, 200 with the exact bytes on a
 /// read, 204 on delete, then 404 (JSON error) for a read or a delete of the
 /// absent key.

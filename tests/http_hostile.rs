@@ -1,6 +1,6 @@
 //! Hostile input against the real `ringcache` binary, sent as raw bytes.
 //!
-//! design.md: "No input, however malformed (bad or huge Content-Length,
+//! The contract (docs/http.md): "No input, however malformed (bad or huge Content-Length,
 //! chunked bodies, invalid percent-encoding, non-UTF-8 bytes, unknown
 //! methods, slow or half-closed clients), may crash the server, panic a
 //! worker, or corrupt stored data."

@@ -1,4 +1,4 @@
-//! Property tests of the ring's placement contract (design.md, "The ring").
+//! Property tests of the ring's placement contract (docs/placement.md).
 //!
 //! Every property runs over random memberships (2..12 nodes with random,
 //! distinct names and 1..=300 vnodes each) and random key sets, and compares

@@ -83,7 +83,7 @@ pub use crate::hash::Placement;
 pub use error::RingError;
 pub use table::{NodeInfo, NodeShare, RingTable};
 
-/// The default largest vnode count of one node: 10 000, as design.md sets.
+/// The default largest vnode count of one node: 10 000 (a node of more points than that is a configuration mistake).
 pub const DEFAULT_MAX_VNODES: u32 = 10_000;
 
 /// The vnode count an xxh3 node gets when none is given: 160, ketama's
