@@ -280,6 +280,24 @@ impl Ring {
         self.table(&guard).lookup(key)
     }
 
+    /// Looks up every key of `keys` under one pin and appends the owners to
+    /// `out`, in order ([`RingTable::lookup_many`]): one epoch pin for the
+    /// lot, and the keys' cache misses overlapped in groups. Every answer
+    /// comes from the same snapshot.
+    ///
+    /// ```
+    /// use ringcache::Ring;
+    /// let ring = Ring::new();
+    /// ring.add_node("a", 10).unwrap();
+    /// let mut owners = Vec::new();
+    /// ring.lookup_many(&["x", "y", "z"], &mut owners);
+    /// assert_eq!(owners, [ring.lookup(b"x"), ring.lookup(b"y"), ring.lookup(b"z")]);
+    /// ```
+    pub fn lookup_many<K: AsRef<[u8]>>(&self, keys: &[K], out: &mut Vec<Option<NodeId>>) {
+        let guard = epoch::pin();
+        self.table(&guard).lookup_many(keys, out);
+    }
+
     /// The first `n` distinct nodes clockwise from `key` (a replica set):
     /// `min(n, nodes with a point)` ids, the first being `lookup(key)`.
     /// Every xxh3 node has a point; a ketama node whose weight is too small
