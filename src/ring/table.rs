@@ -35,31 +35,38 @@
 //! Besides the sorted points, a table keeps a direct-mapped bucket table
 //! built for memory speed on large working sets, where every lookup's lines
 //! are cold. The placement's hash space (2^64 for xxh3, 2^32 for ketama) is
-//! cut into `2^bits` equal buckets, about 4 per point (`bits` rounds
-//! `4 x points` up to a power of two, so 4 to 8 per point). Each bucket is
-//! one `u32`:
+//! cut into `2^bits` equal buckets, about 4 per point (`4 x points` rounded
+//! to the nearest power of two: 2.8 to 5.7 per point). Each bucket is one
+//! `u32`:
 //!
 //! * A bucket that no point falls in (about 78% of them at 4 per point)
 //!   names its owner outright: the owner of the first point after it,
-//!   wrapping, as a slot in a small table of member ids. Such a lookup is
-//!   one hash and one cache-line load (plus the member-id table, a few
-//!   hundred bytes that stay in L1).
+//!   wrapping, as a *slot*, an index into a small table of member ids
+//!   (4 bytes a member, so it stays in L1). Such a lookup is one hash and
+//!   one cache-line load.
 //! * A bucket with points holds where its run starts and how many points it
 //!   has. The run is a slice of `runs`, parallel to `points`: each entry is
-//!   8 bytes, the 32 bits of the point just below the bucket bits (its
-//!   *sub-key*) packed beside its owner's id, so the search ends on the line
-//!   it read. Sub-keys compare exactly under ketama (a 32-bit space); under
-//!   xxh3 a key whose sub-key equals a point's is settled against the full
-//!   64-bit point (a chance of about `run length / 2^32`). A key past every
-//!   point of its run belongs to the next run's first point.
+//!   4 bytes, the point's *sub-key* (the bits just below the bucket bits, as
+//!   many as fit beside a slot: 25 with 100 members, 22 with 1000) packed
+//!   above its owner's slot, so the search ends on the line it read, 16
+//!   entries to a line. A key whose sub-key equals a point's is settled
+//!   against the full point (a chance of about `run length / 2^sub-key
+//!   bits`). A key past every point of its run belongs to the next run's
+//!   first point.
 //!
 //! A bucket of more than 126 points (only reachable with absurd collisions)
 //! is marked as such and searched by bisection over all points.
 //!
-//! Memory per point: 8 bytes of point, 4 of owner, 8 of run entry and
-//! 16–32 of buckets (4–8 `u32`s), so 36–52 bytes; at 100 x 160 (16 000
-//! points, 65 536 buckets) about 640 KiB, at 1000 x 160 (160 000 points,
-//! 2^20 buckets) about 7.4 MiB.
+//! Memory per point: 8 bytes of point and 4 of owner (the sorted arrays,
+//! read by edits, listings and `lookup_n`), 4 of run entry and 11–23 of
+//! buckets (2.8–5.7 `u32`s), so 27–39 bytes, of which lookups touch the 15–27
+//! of buckets and runs. At 100 x 160 (16 000 points, 2^16 buckets) that is
+//! 256 KiB of buckets and 63 KiB of runs; at 1000 x 160 (160 000 points,
+//! 2^19 buckets) 2 MiB and 625 KiB.
+//!
+//! [`super::Ring::lookup`] also prefetches the key's bucket line before its
+//! epoch pin (see there); [`RingTable::lookup_many`] overlaps the bucket
+//! loads of 16 keys.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -105,18 +112,6 @@ fn idx(i: u32) -> usize {
     i as usize
 }
 
-/// One entry of a run: a point's sub-key (the 32 bits below its bucket
-/// bits) and its owner, 8 bytes, so 8 entries share a cache line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-struct RunEntry {
-    /// `(point << key_shift) >> 32`: compares as the point does within its
-    /// bucket, exactly under ketama, up to equal sub-keys under xxh3.
-    key: u32,
-    /// The point's owner.
-    owner: NodeId,
-}
-
 /// One member of a ring, as the ring knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -160,16 +155,22 @@ pub struct RingTable {
     points: Box<[u64]>,
     /// `owners[i]` owns `points[i]`.
     owners: Box<[NodeId]>,
-    /// `runs[i]`: the sub-key of `points[i]` and its owner.
-    runs: Box<[RunEntry]>,
+    /// `runs[i]`: the sub-key of `points[i]` (high bits) packed with its
+    /// owner's slot (the low `slot_bits`), 4 bytes, 16 to a cache line.
+    runs: Box<[u32]>,
     /// One entry per bucket: an owner slot (into `slot_ids`) or, with
     /// [`RUN`] set, a run's start and length. Empty on an empty ring.
     buckets: Box<[u32]>,
     /// `space_bits - bits`: a hash's bucket is `hash >> bucket_shift`.
     bucket_shift: u32,
     /// `64 - space_bits + bits`: a hash's sub-key is
-    /// `(hash << key_shift) >> 32`.
+    /// `(hash << key_shift) >> run_shift`, the bits just below the bucket
+    /// bits that fit beside a slot.
     key_shift: u32,
+    /// `32 + slot_bits`: see `key_shift`.
+    run_shift: u32,
+    /// `2^slot_bits - 1`: a run entry's slot is `entry & slot_mask`.
+    slot_mask: u32,
     /// `slot_ids[s]` is `nodes[s].id`: what an owner slot names, packed
     /// small (4 bytes a member) so it stays in L1.
     slot_ids: Box<[NodeId]>,
@@ -274,6 +275,8 @@ impl RingTable {
             buckets: lookup.buckets,
             bucket_shift: lookup.bucket_shift,
             key_shift: lookup.key_shift,
+            run_shift: lookup.run_shift,
+            slot_mask: lookup.slot_mask,
             slot_ids,
             nodes: nodes.into_boxed_slice(),
         }
@@ -345,6 +348,13 @@ impl RingTable {
         }
     }
 
+    /// The address of the bucket array and the bucket shift, for
+    /// [`prefetch_bucket`]. The address stays valid as long as the table
+    /// does (a boxed slice does not move), but users only prefetch it.
+    pub(crate) fn bucket_hint(&self) -> (usize, u32) {
+        (self.buckets.as_ptr() as usize, self.bucket_shift)
+    }
+
     /// The bucket entry of `hash`, or `None` when `hash` is beyond the
     /// placement's space (a caller's out-of-range ketama position) or the
     /// ring is empty. One load: the line a lookup cannot avoid.
@@ -363,7 +373,7 @@ impl RingTable {
     fn resolve(&self, hash: u64, entry: Option<u32>) -> Option<NodeId> {
         let Some(entry) = entry else {
             // Empty ring (no runs: `None`), or past the space: wrap.
-            return self.runs.first().map(|r| r.owner);
+            return self.runs.first().map(|&r| self.slot_owner(r));
         };
         if entry & RUN == 0 {
             return Some(self.slot_ids[idx(entry)]);
@@ -376,20 +386,29 @@ impl RingTable {
             self.scan_run(hash, start, idx(len))
         };
         let found = if found == self.runs.len() { 0 } else { found };
-        Some(self.runs[found].owner)
+        Some(self.slot_owner(self.runs[found]))
+    }
+
+    /// The owner named by run entry `entry`.
+    #[inline(always)]
+    fn slot_owner(&self, entry: u32) -> NodeId {
+        self.slot_ids[idx(entry & self.slot_mask)]
     }
 
     /// Index of the first point `>= hash` among `start..start + len` (the
     /// run of `hash`'s bucket), or `start + len` if none.
     #[inline(always)]
     fn scan_run(&self, hash: u64, start: usize, len: usize) -> usize {
-        // `key_shift` is below 64 (module docs); `>> 32` leaves 32 bits,
-        // so the cast is exact.
-        let key = ((hash << self.key_shift) >> 32) as u32;
-        for (i, r) in self.runs[start..start + len].iter().enumerate() {
-            // A larger sub-key is a larger point; an equal one (xxh3 only
-            // loses the low bits) is settled by the full point.
-            if r.key > key || (r.key == key && self.points[start + i] >= hash) {
+        // `key_shift` and `run_shift` are below 64 (see `LookupTable`);
+        // `>> run_shift` leaves at most 32 bits, so the cast is exact.
+        let key = ((hash << self.key_shift) >> self.run_shift) as u32;
+        let slot_bits = self.run_shift - 32;
+        for (i, &r) in self.runs[start..start + len].iter().enumerate() {
+            // A larger sub-key is a larger point; an equal one (the sub-key
+            // keeps only the top bits below the bucket) is settled by the
+            // full point.
+            let point_key = r >> slot_bits;
+            if point_key > key || (point_key == key && self.points[start + i] >= hash) {
                 return start + i;
             }
         }
@@ -651,12 +670,37 @@ fn sorted_points(name: &str, range: std::ops::Range<u32>) -> Vec<u64> {
     points
 }
 
+/// Prefetches the cache line of `hash`'s bucket in a bucket array at
+/// address `buckets` with shift `shift` (a [`RingTable::bucket_hint`],
+/// possibly of a table long freed): a hint to the CPU, nothing more. A no-op
+/// off x86-64.
+#[inline(always)]
+pub(crate) fn prefetch_bucket(buckets: usize, shift: u32, hash: u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // `& 63` keeps the shift in range whatever the hint holds.
+        let bucket = usize::try_from(hash >> (shift & 63)).unwrap_or(0);
+        let addr = buckets.wrapping_add(bucket.wrapping_mul(4));
+        // SAFETY: PREFETCHT0 only hints the cache: it never faults, whatever
+        // the address, and neither reads nor writes anything the program can
+        // observe, so a stale, freed or out-of-range address is harmless.
+        // The pointer is made without provenance and never dereferenced.
+        // SSE (which provides it) is part of the x86-64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(addr)) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (buckets, shift, hash);
+}
+
 /// The lookup arrays of a table, as [`LookupTable::build`] makes them.
 struct LookupTable {
-    runs: Box<[RunEntry]>,
+    runs: Box<[u32]>,
     buckets: Box<[u32]>,
     bucket_shift: u32,
     key_shift: u32,
+    run_shift: u32,
+    slot_mask: u32,
 }
 
 impl LookupTable {
@@ -664,69 +708,73 @@ impl LookupTable {
     /// by `owners`; `slot_ids` lists the members' ids sorted (a slot is an
     /// index into it). One pass over points and buckets.
     fn build(points: &[u64], owners: &[NodeId], slot_ids: &[NodeId], space_bits: u32) -> Self {
-        // At least 2 buckets (so the shift stays below 64), at most 2^MAX,
-        // and never more bits than the space has.
-        let bits = points
-            .len()
-            .saturating_mul(BUCKETS_PER_POINT)
-            .next_power_of_two()
-            .trailing_zeros()
+        // `BUCKETS_PER_POINT` per point rounded to the nearest power of two
+        // (x 181/128, about sqrt 2, before flooring the log): 2.8 to 5.7
+        // per point. At least 2 buckets (so the shift stays below 64), at
+        // most 2^MAX_BUCKET_BITS, never more bits than the space has.
+        let target = points.len().saturating_mul(BUCKETS_PER_POINT);
+        let bits = (target.saturating_mul(181) / 128)
+            .max(1)
+            .ilog2()
             .clamp(1, MAX_BUCKET_BITS.min(space_bits));
         let bucket_shift = space_bits - bits;
+        // Drops the space's unused top bits and the bucket bits; at most
+        // 32 + 24 = 56, so the shift is in range.
         let key_shift = 64 - space_bits + bits;
-        let runs: Box<[RunEntry]> = points
-            .iter()
-            .zip(owners)
-            .map(|(&p, &owner)| RunEntry {
-                // Exact: `>> 32` leaves 32 bits.
-                key: ((p << key_shift) >> 32) as u32,
-                owner,
-            })
-            .collect();
-        if points.is_empty() {
-            return LookupTable {
-                runs,
-                buckets: Box::new([]),
-                bucket_shift,
-                key_shift,
-            };
-        }
+        // Enough low bits for the largest slot: members are at most
+        // MAX_TOTAL_POINTS = 2^24 (each xxh3 member has a point; ketama
+        // gives n members 160 n points), so `slot_bits <= 24`, `run_shift
+        // <= 56`, and a sub-key keeps at least 8 bits.
+        let last_slot = u32::try_from(slot_ids.len().saturating_sub(1)).expect("slots fit u32");
+        let slot_bits = u32::BITS - last_slot.leading_zeros();
+        debug_assert!(slot_bits <= RUN_START_BITS);
+        let run_shift = 32 + slot_bits;
+        let slot_mask = (1u32 << slot_bits) - 1;
         let slot_of = |owner: NodeId| -> u32 {
             let slot = slot_ids
                 .binary_search(&owner)
                 .expect("every owner is a member");
-            // Members are at most MAX_TOTAL_POINTS (each has a point or,
-            // under ketama, 160 n points fit), so a slot never reaches RUN.
+            // At most `last_slot`, below 2^24, so never RUN.
             u32::try_from(slot).expect("member count fits u32")
         };
-        let buckets = 1usize << bits;
-        let mut table = Vec::with_capacity(buckets);
-        let mut i = 0usize;
-        // The slot of the owner of `points[i]` (wrapping), kept while
-        // consecutive buckets are empty.
-        let mut next_slot = slot_of(owners[0]);
-        for b in 0..buckets {
-            let start = i;
-            while i < points.len() && usize::try_from(points[i] >> bucket_shift).ok() == Some(b) {
-                i += 1;
-            }
-            if i == start {
-                table.push(next_slot);
-            } else {
-                next_slot = slot_of(owners[i % points.len()]);
-                let len = u32::try_from(i - start)
-                    .unwrap_or(u32::MAX)
-                    .min(RUN_LEN_SATURATED);
-                let start = u32::try_from(start).expect("point index fits a run entry");
-                table.push(RUN | (len << RUN_START_BITS) | start);
-            }
+        let mut runs = Vec::with_capacity(points.len());
+        let mut slots = Vec::with_capacity(points.len());
+        for (&p, &owner) in points.iter().zip(owners) {
+            let slot = slot_of(owner);
+            // Exact: `>> run_shift` leaves `32 - slot_bits` bits.
+            let key = ((p << key_shift) >> run_shift) as u32;
+            runs.push((key << slot_bits) | slot);
+            slots.push(slot);
         }
-        debug_assert_eq!(i, points.len(), "every point is below 2^space_bits");
+        let mut buckets = Vec::new();
+        if !points.is_empty() {
+            buckets.reserve_exact(1 << bits);
+            let mut i = 0usize;
+            for b in 0..1u64 << bits {
+                let start = i;
+                while i < points.len() && points[i] >> bucket_shift == b {
+                    i += 1;
+                }
+                if i == start {
+                    // No point here: the owner of the next point, wrapping.
+                    buckets.push(slots[i % points.len()]);
+                } else {
+                    let len = u32::try_from(i - start)
+                        .unwrap_or(u32::MAX)
+                        .min(RUN_LEN_SATURATED);
+                    let start = u32::try_from(start).expect("point index fits a run entry");
+                    buckets.push(RUN | (len << RUN_START_BITS) | start);
+                }
+            }
+            debug_assert_eq!(i, points.len(), "every point is below 2^space_bits");
+        }
         LookupTable {
-            runs,
-            buckets: table.into_boxed_slice(),
+            runs: runs.into_boxed_slice(),
+            buckets: buckets.into_boxed_slice(),
             bucket_shift,
             key_shift,
+            run_shift,
+            slot_mask,
         }
     }
 }
