@@ -693,6 +693,114 @@ pub(crate) fn prefetch_bucket(buckets: usize, shift: u32, hash: u64) {
     let _ = (buckets, shift, hash);
 }
 
+/// Marks a bucket not yet written in [`bucket_entries`]. No real entry is
+/// `u32::MAX`: that would be a saturated run (127+ points) starting at
+/// point 2^24 - 1, which is the last point a ring may have.
+const UNSET: u32 = u32::MAX;
+
+/// The `2^bits` bucket entries of sorted, non-empty `points` whose run
+/// entries are `runs`. Two passes without data-dependent branches (edits
+/// rebuild this table, and a mispredicted branch per point or per bucket
+/// would cost more than the rest of the work):
+///
+/// 1. Points in reverse: each writes its bucket's run entry with itself as
+///    the start, so the first point of a bucket writes last; the run length
+///    counts up while the bucket stays the same.
+/// 2. Buckets in reverse: a run entry sets the slot of the owner that the
+///    empty buckets before it name (its first point's), an unset bucket
+///    takes that slot; the last stretch wraps to the first point's owner.
+fn bucket_entries(
+    points: &[u64],
+    runs: &[u32],
+    bits: u32,
+    bucket_shift: u32,
+    slot_mask: u32,
+) -> Vec<u32> {
+    let mut buckets = vec![UNSET; 1 << bits];
+    let mut len = 0u32;
+    let mut next_bucket = u64::MAX;
+    for (i, &p) in points.iter().enumerate().rev() {
+        let b = p >> bucket_shift;
+        len = if b == next_bucket { len + 1 } else { 1 };
+        next_bucket = b;
+        let start = u32::try_from(i).expect("point index fits a run entry");
+        let entry = RUN | (len.min(RUN_LEN_SATURATED) << RUN_START_BITS) | start;
+        // Panics (rather than corrupting) if a point were beyond the space.
+        buckets[usize::try_from(b).expect("bucket fits usize")] = entry;
+    }
+    let last_run = runs.len() - 1;
+    let mut next_slot = runs[0] & slot_mask;
+    for entry in buckets.iter_mut().rev() {
+        let is_run = *entry != UNSET;
+        // Read unconditionally (clamped for UNSET) so the choice below is
+        // a select, not a branch.
+        let start = idx(*entry & RUN_START_MASK).min(last_run);
+        let run_slot = runs[start] & slot_mask;
+        let keep = if is_run { *entry } else { next_slot };
+        next_slot = if is_run { run_slot } else { next_slot };
+        *entry = keep;
+    }
+    buckets
+}
+
+/// Member id to slot (index in the sorted id list), for building a table:
+/// an open-addressing hash table (Fibonacci hashing, linear probing) at
+/// most half full, so a point's owner costs about one probe in a table
+/// that stays in L1. Ids are sparse once members have come and gone (they
+/// are never reused), so a direct array would not do.
+struct SlotMap {
+    /// `(id, slot)`; `slot == u32::MAX` marks a free entry.
+    entries: Vec<(u32, u32)>,
+    /// `32 - log2(entries.len())`: an id's home is `hash(id) >> shift`.
+    shift: u32,
+}
+
+impl SlotMap {
+    fn new(slot_ids: &[NodeId]) -> Self {
+        let size = (2 * slot_ids.len()).next_power_of_two().max(2);
+        let shift = u32::BITS - size.trailing_zeros();
+        let mut map = SlotMap {
+            entries: vec![(0, u32::MAX); size],
+            shift,
+        };
+        for (slot, id) in slot_ids.iter().enumerate() {
+            let mut at = map.home(*id);
+            while map.entries[at].1 != u32::MAX {
+                at = (at + 1) & (size - 1);
+            }
+            map.entries[at] = (id.0, u32::try_from(slot).expect("member count fits u32"));
+        }
+        map
+    }
+
+    /// Where `id`'s probe starts.
+    #[inline]
+    fn home(&self, id: NodeId) -> usize {
+        // `shift` is in 1..=31 (2 to 2^31 entries); the result is below
+        // `entries.len()`.
+        idx(id.0.wrapping_mul(0x9E37_79B9) >> self.shift)
+    }
+
+    /// The slot of member `id`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `id` is not a member (every owner is one).
+    #[inline]
+    fn get(&self, id: NodeId) -> u32 {
+        let mask = self.entries.len() - 1;
+        let mut at = self.home(id);
+        loop {
+            let (key, slot) = self.entries[at];
+            assert!(slot != u32::MAX, "every owner is a member");
+            if key == id.0 {
+                return slot;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
 /// The lookup arrays of a table, as [`LookupTable::build`] makes them.
 struct LookupTable {
     runs: Box<[u32]>,
@@ -730,43 +838,17 @@ impl LookupTable {
         debug_assert!(slot_bits <= RUN_START_BITS);
         let run_shift = 32 + slot_bits;
         let slot_mask = (1u32 << slot_bits) - 1;
-        let slot_of = |owner: NodeId| -> u32 {
-            let slot = slot_ids
-                .binary_search(&owner)
-                .expect("every owner is a member");
-            // At most `last_slot`, below 2^24, so never RUN.
-            u32::try_from(slot).expect("member count fits u32")
-        };
+        let slot_of = SlotMap::new(slot_ids);
         let mut runs = Vec::with_capacity(points.len());
-        let mut slots = Vec::with_capacity(points.len());
         for (&p, &owner) in points.iter().zip(owners) {
-            let slot = slot_of(owner);
+            let slot = slot_of.get(owner);
             // Exact: `>> run_shift` leaves `32 - slot_bits` bits.
             let key = ((p << key_shift) >> run_shift) as u32;
             runs.push((key << slot_bits) | slot);
-            slots.push(slot);
         }
         let mut buckets = Vec::new();
         if !points.is_empty() {
-            buckets.reserve_exact(1 << bits);
-            let mut i = 0usize;
-            for b in 0..1u64 << bits {
-                let start = i;
-                while i < points.len() && points[i] >> bucket_shift == b {
-                    i += 1;
-                }
-                if i == start {
-                    // No point here: the owner of the next point, wrapping.
-                    buckets.push(slots[i % points.len()]);
-                } else {
-                    let len = u32::try_from(i - start)
-                        .unwrap_or(u32::MAX)
-                        .min(RUN_LEN_SATURATED);
-                    let start = u32::try_from(start).expect("point index fits a run entry");
-                    buckets.push(RUN | (len << RUN_START_BITS) | start);
-                }
-            }
-            debug_assert_eq!(i, points.len(), "every point is below 2^space_bits");
+            buckets = bucket_entries(points, &runs, bits, bucket_shift, slot_mask);
         }
         LookupTable {
             runs: runs.into_boxed_slice(),
@@ -862,6 +944,27 @@ mod tests {
         // The two points at 2^62 tie: the first (owner 0 = index 300 % 3)
         // wins.
         assert_eq!(t.lookup_hash(1 << 62), Some(NodeId(0)));
+    }
+
+    #[test]
+    fn sparse_and_large_ids() {
+        // Ids far apart and above 2^31 (a bucket
+        // names slots, not ids, so its flag bit never meets an id).
+        let t = RingTable::build(
+            1,
+            vec![
+                info(7, "a", 50),
+                info(3_000_000_000, "b", 50),
+                info(u32::MAX, "c", 9),
+            ],
+        );
+        let map = SlotMap::new(&t.slot_ids);
+        for (slot, &id) in t.slot_ids.iter().enumerate() {
+            assert_eq!(map.get(id), u32::try_from(slot).unwrap());
+        }
+        assert_agrees(&t, (0..5000u32).map(|k| key_hash(&k.to_le_bytes())));
+        let dense = RingTable::build(1, vec![info(0, "a", 50), info(2, "b", 50)]);
+        assert_agrees(&dense, (0..5000u32).map(|k| key_hash(&k.to_le_bytes())));
     }
 
     #[test]
