@@ -8,6 +8,14 @@
 //! * `lookup`: single-thread time per lookup of a short string key, at
 //!   10/100/1000 nodes x 100/160/1000 vnodes. Target: ringcache at least 4x
 //!   faster than `hashring` at 100 x 160 (about 15 ns, epoch pin included).
+//! * `lookup_cold`: the same on 2^20 distinct keys (`user:` + 16 hex
+//!   digits) looked up in order, at 100 x 160 and 1000 x 160, so every
+//!   lookup's ring lines are cold: ringcache's `Ring::lookup` (epoch pin
+//!   included), a snapshot pinned per 4096 keys and `Ring::lookup_many`,
+//!   beside a plain sorted `Vec<(u64, u32)>` + xxh3 + `partition_point`,
+//!   `hashring`, jump hash and `conhash`, and the xxh3 hash alone and with
+//!   an epoch pin (the floor). Target: 100 x 160 at most 12 ns and at least
+//!   4x `hashring`; 1000 x 160 at most 15 ns.
 //! * `placement`: the same, for ringcache's xxh3 (default) and ketama
 //!   placements and the `conhash` crate (MD5 points in a `BTreeMap`), at
 //!   100 equal nodes (ketama: 156 points each) and on libmemcached's 8
@@ -19,10 +27,11 @@
 //!   (target: faster still than single lookups).
 //! * `mutation`: the cost of one membership edit on a 100 x 160 ring.
 //! * `contention`: one reader's lookups/s with and without one writer
-//!   changing membership non-stop (target: ringcache keeps >= 90%), for
-//!   ringcache and for `parking_lot::RwLock<hashring::HashRing>`; plus a
-//!   writer paced at 1000 changes/s and one churning a separate ring, to
-//!   show where a loss comes from.
+//!   changing membership non-stop, and with one paced at a change every
+//!   millisecond (target: ringcache keeps >= 90% with the paced writer, as
+//!   much as it can with the non-stop one), for ringcache and for
+//!   `parking_lot::RwLock<hashring::HashRing>`; plus a writer churning a
+//!   separate ring, to show where a loss comes from.
 //! * `scaling`: total lookups/s of 1 and 2 reader threads, no writer.
 //!
 //! Run with `cargo bench --bench ring`; a whole run takes about 3 minutes
