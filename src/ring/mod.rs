@@ -56,6 +56,10 @@
 //!   whose acquire already orders it after the previous writer's swap;
 //!   it uses `Acquire` anyway, which costs nothing on the write path and
 //!   keeps the argument local.
+//! * The bucket hint (`hint_buckets`, `hint_shift`) that [`Ring::lookup`]
+//!   prefetches through is stored and loaded `Relaxed`: it is only ever
+//!   prefetched, never dereferenced, so a stale or torn pair costs a
+//!   useless prefetch and nothing else.
 //! * Reclamation safety comes from the epoch protocol (crossbeam's pin has
 //!   the `SeqCst` fence that orders a reader's pin before its load), not from
 //!   these orderings.
