@@ -56,6 +56,10 @@
 //!   whose acquire already orders it after the previous writer's swap;
 //!   it uses `Acquire` anyway, which costs nothing on the write path and
 //!   keeps the argument local.
+//! * The bucket hint (`hint_buckets`, `hint_shift`) that [`Ring::lookup`]
+//!   prefetches through is stored and loaded `Relaxed`: it is only ever
+//!   prefetched, never dereferenced, so a stale or torn pair costs a
+//!   useless prefetch and nothing else.
 //! * Reclamation safety comes from the epoch protocol (crossbeam's pin has
 //!   the `SeqCst` fence that orders a reader's pin before its load), not from
 //!   these orderings.
@@ -73,7 +77,7 @@ mod table;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
@@ -131,6 +135,14 @@ pub struct Ring {
     /// Serializes writers and holds what only writers need. A blocking
     /// mutex is right here: edits are rare and readers never touch it.
     writer: Mutex<WriterState>,
+    /// The address of the current table's bucket array, for a prefetch a
+    /// lookup issues before it pins (see [`Ring::lookup`]). Only ever a
+    /// hint: it may be stale (the writer stores it after the swap) or
+    /// mismatched with `hint_shift`, and is never dereferenced, so `Relaxed`
+    /// suffices for both.
+    hint_buckets: AtomicUsize,
+    /// The current table's bucket shift, beside `hint_buckets`.
+    hint_shift: AtomicU32,
     /// The largest vnode count (ketama: weight) one node may have.
     max_vnodes: u32,
     /// How keys and points hash; fixed for the ring's life.
@@ -192,9 +204,13 @@ impl Ring {
     /// Panics if `max_weight` is 0.
     pub fn with_placement(placement: Placement, max_weight: u32) -> Ring {
         assert!(max_weight >= 1, "max_vnodes must be at least 1");
+        let first = RingTable::empty_with(placement, 0);
+        let (buckets, shift) = first.bucket_hint();
         Ring {
-            current: Atomic::new(RingTable::empty_with(placement, 0)),
+            current: Atomic::new(first),
             writer: Mutex::new(WriterState { next_id: 0 }),
+            hint_buckets: AtomicUsize::new(buckets),
+            hint_shift: AtomicU32::new(shift),
             max_vnodes: max_weight,
             placement,
         }
@@ -274,10 +290,39 @@ impl Ring {
     /// The node that owns `key`, or `None` while the ring is empty.
     ///
     /// Wait-free with respect to writers; see the module docs.
+    ///
+    /// The key is hashed and its bucket's cache line prefetched (through
+    /// the ring's hint of the current table) *before* the epoch pin, whose
+    /// fence would otherwise hold the line's fetch back until every earlier
+    /// load is done; the bucket is then read from the pinned table. A stale
+    /// hint (a table swapped in meanwhile) costs a useless prefetch, never
+    /// a wrong answer.
     #[inline]
     pub fn lookup(&self, key: &[u8]) -> Option<NodeId> {
+        let hash = self.placement.key_hash(key);
+        let buckets = self.hint_buckets.load(Ordering::Relaxed);
+        let shift = self.hint_shift.load(Ordering::Relaxed);
+        table::prefetch_bucket(buckets, shift, hash);
         let guard = epoch::pin();
-        self.table(&guard).lookup(key)
+        self.table(&guard).lookup_hash(hash)
+    }
+
+    /// Looks up every key of `keys` under one pin and appends the owners to
+    /// `out`, in order ([`RingTable::lookup_many`]): one epoch pin for the
+    /// lot, and the keys' cache misses overlapped in groups. Every answer
+    /// comes from the same snapshot.
+    ///
+    /// ```
+    /// use ringcache::Ring;
+    /// let ring = Ring::new();
+    /// ring.add_node("a", 10).unwrap();
+    /// let mut owners = Vec::new();
+    /// ring.lookup_many(&["x", "y", "z"], &mut owners);
+    /// assert_eq!(owners, [ring.lookup(b"x"), ring.lookup(b"y"), ring.lookup(b"z")]);
+    /// ```
+    pub fn lookup_many<K: AsRef<[u8]>>(&self, keys: &[K], out: &mut Vec<Option<NodeId>>) {
+        let guard = epoch::pin();
+        self.table(&guard).lookup_many(keys, out);
     }
 
     /// The first `n` distinct nodes clockwise from `key` (a replica set):
@@ -451,9 +496,13 @@ impl Ring {
     fn publish(&self, table: RingTable, guard: &Guard) {
         // Release pairs with the Acquire load in `load`: a reader that sees
         // the new pointer sees the table's contents.
+        let (buckets, shift) = table.bucket_hint();
         let old = self
             .current
             .swap(Owned::new(table), Ordering::Release, guard);
+        // Hints only (see the fields): readers never dereference them.
+        self.hint_buckets.store(buckets, Ordering::Relaxed);
+        self.hint_shift.store(shift, Ordering::Relaxed);
         // SAFETY: `old` was the published table and is now unlinked, so no
         // reader can load it again; readers that loaded it before the swap
         // are pinned, and `defer_destroy` waits for them. Writers are

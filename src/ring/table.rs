@@ -30,15 +30,43 @@
 //! 40 000 digests, a few milliseconds). Edits are rare and off the lookup
 //! path either way.
 //!
-//! # The lookup index
+//! # The lookup table
 //!
-//! Besides the sorted points, a table keeps a bucket index: the hash space is
-//! cut into `2^bits` equal buckets (`bits` chosen so there are at least as
-//! many buckets as points), and `index[b]` is the first point in bucket `b`
-//! or later. A lookup reads `index[b]` and `index[b + 1]` and scans the one or
-//! two points between them, so it costs a constant number of cache lines
-//! instead of a binary search's `log2(points)` dependent loads. Buckets cut
-//! the placement's own hash space: 2^64 for xxh3, 2^32 for ketama.
+//! Besides the sorted points, a table keeps a direct-mapped bucket table
+//! built for memory speed on large working sets, where every lookup's lines
+//! are cold. The placement's hash space (2^64 for xxh3, 2^32 for ketama) is
+//! cut into `2^bits` equal buckets, about 4 per point (`4 x points` rounded
+//! to the nearest power of two: 2.8 to 5.7 per point). Each bucket is one
+//! `u32`:
+//!
+//! * A bucket that no point falls in (about 78% of them at 4 per point)
+//!   names its owner outright: the owner of the first point after it,
+//!   wrapping, as a *slot*, an index into a small table of member ids
+//!   (4 bytes a member, so it stays in L1). Such a lookup is one hash and
+//!   one cache-line load.
+//! * A bucket with points holds where its run starts and how many points it
+//!   has. The run is a slice of `runs`, parallel to `points`: each entry is
+//!   4 bytes, the point's *sub-key* (the bits just below the bucket bits, as
+//!   many as fit beside a slot: 25 with 100 members, 22 with 1000) packed
+//!   above its owner's slot, so the search ends on the line it read, 16
+//!   entries to a line. A key whose sub-key equals a point's is settled
+//!   against the full point (a chance of about `run length / 2^sub-key
+//!   bits`). A key past every point of its run belongs to the next run's
+//!   first point.
+//!
+//! A bucket of more than 126 points (only reachable with absurd collisions)
+//! is marked as such and searched by bisection over all points.
+//!
+//! Memory per point: 8 bytes of point and 4 of owner (the sorted arrays,
+//! read by edits, listings and `lookup_n`), 4 of run entry and 11–23 of
+//! buckets (2.8–5.7 `u32`s), so 27–39 bytes, of which lookups touch the 15–27
+//! of buckets and runs. At 100 x 160 (16 000 points, 2^16 buckets) that is
+//! 256 KiB of buckets and 63 KiB of runs; at 1000 x 160 (160 000 points,
+//! 2^19 buckets) 2 MiB and 625 KiB.
+//!
+//! [`super::Ring::lookup`] also prefetches the key's bucket line before its
+//! epoch pin (see there); [`RingTable::lookup_many`] overlaps the bucket
+//! loads of 16 keys.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -47,14 +75,42 @@ use std::sync::Arc;
 use super::NodeId;
 use crate::hash::{ketama_points, ketama_points_per_server, vnode_point, Placement};
 
-/// The most buckets a lookup index gets: 2^22 entries of 4 bytes (16 MiB).
-/// Rings larger than this (over 4M points) share buckets, which costs a
-/// short scan, not correctness.
-const MAX_INDEX_BITS: u32 = 22;
+/// Buckets per point the lookup table aims at (rounded up to a power of
+/// two): with 4, about 78% of buckets hold no point and answer a lookup
+/// from one cache line.
+const BUCKETS_PER_POINT: usize = 4;
 
-/// Above this many entries a bucket is searched by bisection instead of a
-/// linear scan; only reachable when points crowd one bucket.
-const LINEAR_SCAN_LIMIT: usize = 8;
+/// The most buckets a lookup table gets: 2^24 entries of 4 bytes (64 MiB),
+/// reached at 4M points. Larger rings get fewer buckets per point, which
+/// costs longer runs, not correctness.
+const MAX_BUCKET_BITS: u32 = 24;
+
+/// A bucket entry with this bit set holds a run; without it, an owner slot.
+const RUN: u32 = 1 << 31;
+
+/// Bits of a run entry that hold the index of its first point: points are
+/// at most [`super::MAX_TOTAL_POINTS`] = 2^24, so every index fits.
+const RUN_START_BITS: u32 = 24;
+
+/// Mask of a run entry's start index.
+const RUN_START_MASK: u32 = (1 << RUN_START_BITS) - 1;
+
+/// The run length that means "too many to count here": the lookup bisects
+/// all points instead. Lengths sit in bits 24..31 of an entry.
+const RUN_LEN_SATURATED: u32 = (RUN - 1) >> RUN_START_BITS;
+
+// Point indexes fit a run entry's start bits.
+const _: () = assert!(super::MAX_TOTAL_POINTS <= 1 << RUN_START_BITS);
+// A bucket entry's `u32` fields become `usize` indexes with `as`, lossless
+// on every target this crate builds for.
+#[cfg(target_pointer_width = "16")]
+compile_error!("ringcache needs a usize of at least 32 bits");
+
+/// A `u32` index as `usize`: lossless (see the `compile_error!` above).
+#[inline(always)]
+fn idx(i: u32) -> usize {
+    i as usize
+}
 
 /// One member of a ring, as the ring knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +144,8 @@ pub struct NodeShare {
 }
 
 /// An immutable ring snapshot: sorted points, their owners, the members and
-/// a lookup index. Cheap to share by reference, `Clone` copies the arrays.
+/// a direct-mapped lookup table (see the module docs). Cheap to share by
+/// reference, `Clone` copies the arrays.
 #[derive(Clone, Debug)]
 pub struct RingTable {
     version: u64,
@@ -98,11 +155,25 @@ pub struct RingTable {
     points: Box<[u64]>,
     /// `owners[i]` owns `points[i]`.
     owners: Box<[NodeId]>,
-    /// `index[b]` = first `i` with `points[i] >> shift >= b`; one extra
-    /// entry at the end holds `points.len()`.
-    index: Box<[u32]>,
-    /// `space_bits - bits`: a hash's bucket is `hash >> shift`.
-    shift: u32,
+    /// `runs[i]`: the sub-key of `points[i]` (high bits) packed with its
+    /// owner's slot (the low `slot_bits`), 4 bytes, 16 to a cache line.
+    runs: Box<[u32]>,
+    /// One entry per bucket: an owner slot (into `slot_ids`) or, with
+    /// [`RUN`] set, a run's start and length. Empty on an empty ring.
+    buckets: Box<[u32]>,
+    /// `space_bits - bits`: a hash's bucket is `hash >> bucket_shift`.
+    bucket_shift: u32,
+    /// `64 - space_bits + bits`: a hash's sub-key is
+    /// `(hash << key_shift) >> run_shift`, the bits just below the bucket
+    /// bits that fit beside a slot.
+    key_shift: u32,
+    /// `32 + slot_bits`: see `key_shift`.
+    run_shift: u32,
+    /// `2^slot_bits - 1`: a run entry's slot is `entry & slot_mask`.
+    slot_mask: u32,
+    /// `slot_ids[s]` is `nodes[s].id`: what an owner slot names, packed
+    /// small (4 bytes a member) so it stays in L1.
+    slot_ids: Box<[NodeId]>,
     /// Members, sorted by id.
     nodes: Box<[NodeInfo]>,
 }
@@ -183,7 +254,8 @@ impl RingTable {
         }
     }
 
-    /// Freezes sorted points and owners into a table and builds the index.
+    /// Freezes sorted points and owners into a table and builds the lookup
+    /// table.
     fn from_sorted(
         placement: Placement,
         version: u64,
@@ -192,14 +264,20 @@ impl RingTable {
     ) -> RingTable {
         debug_assert_eq!(points.len(), owners.len());
         debug_assert!(points.windows(2).all(|w| w[0] <= w[1]));
-        let (index, shift) = build_index(&points, placement.space_bits());
+        let slot_ids: Box<[NodeId]> = nodes.iter().map(|n| n.id).collect();
+        let lookup = LookupTable::build(&points, &owners, &slot_ids, placement.space_bits());
         RingTable {
             version,
             placement,
             points: points.into_boxed_slice(),
             owners: owners.into_boxed_slice(),
-            index,
-            shift,
+            runs: lookup.runs,
+            buckets: lookup.buckets,
+            bucket_shift: lookup.bucket_shift,
+            key_shift: lookup.key_shift,
+            run_shift: lookup.run_shift,
+            slot_mask: lookup.slot_mask,
+            slot_ids,
             nodes: nodes.into_boxed_slice(),
         }
     }
@@ -259,31 +337,82 @@ impl RingTable {
     }
 
     /// Index of the first point `>= hash`, wrapping to 0 past the last.
-    /// The ring must not be empty.
-    #[inline]
+    /// The ring must not be empty. A bisection: for the cold paths
+    /// (`lookup_n`, `point_for`); lookups go through the bucket table.
     fn position(&self, hash: u64) -> usize {
-        // `shift` is at most 63 (there are at least 2 buckets), so the shift
-        // cannot overflow. A hash inside the hash space lands in a bucket at
-        // most the last (`index.len() - 2`); `min` clamps a position beyond
-        // the space (a caller's out-of-range ketama position) to the last
-        // bucket, where it finds no point and wraps. So `bucket + 1 <
-        // index.len()`.
-        let bucket = ((hash >> self.shift) as usize).min(self.index.len() - 2);
-        let lo = self.index[bucket] as usize;
-        let hi = self.index[bucket + 1] as usize;
-        // Every point in `lo..hi` is in this bucket and `points[hi]` (if
-        // any) is in a later one, hence `>= hash`: the answer is in `lo..=hi`.
-        let slice = &self.points[lo..hi];
-        let found = if slice.len() <= LINEAR_SCAN_LIMIT {
-            lo + slice.iter().take_while(|&&p| p < hash).count()
-        } else {
-            lo + slice.partition_point(|&p| p < hash)
-        };
+        let found = self.points.partition_point(|&p| p < hash);
         if found == self.points.len() {
             0
         } else {
             found
         }
+    }
+
+    /// The address of the bucket array and the bucket shift, for
+    /// [`prefetch_bucket`]. The address stays valid as long as the table
+    /// does (a boxed slice does not move), but users only prefetch it.
+    pub(crate) fn bucket_hint(&self) -> (usize, u32) {
+        (self.buckets.as_ptr() as usize, self.bucket_shift)
+    }
+
+    /// The bucket entry of `hash`, or `None` when `hash` is beyond the
+    /// placement's space (a caller's out-of-range ketama position) or the
+    /// ring is empty. One load: the line a lookup cannot avoid.
+    #[inline(always)]
+    fn bucket(&self, hash: u64) -> Option<u32> {
+        // `bucket_shift` is at most 63 (at least 2 buckets), so the shift
+        // cannot overflow. Within the space the bucket is below
+        // `buckets.len()`; beyond it, `get` answers `None`.
+        let b = usize::try_from(hash >> self.bucket_shift).ok()?;
+        self.buckets.get(b).copied()
+    }
+
+    /// The owner of `hash` given its bucket entry (`None`: see
+    /// [`RingTable::bucket`]).
+    #[inline(always)]
+    fn resolve(&self, hash: u64, entry: Option<u32>) -> Option<NodeId> {
+        let Some(entry) = entry else {
+            // Empty ring (no runs: `None`), or past the space: wrap.
+            return self.runs.first().map(|&r| self.slot_owner(r));
+        };
+        if entry & RUN == 0 {
+            return Some(self.slot_ids[idx(entry)]);
+        }
+        let start = idx(entry & RUN_START_MASK);
+        let len = (entry & !RUN) >> RUN_START_BITS;
+        let found = if len == RUN_LEN_SATURATED {
+            self.points.partition_point(|&p| p < hash)
+        } else {
+            self.scan_run(hash, start, idx(len))
+        };
+        let found = if found == self.runs.len() { 0 } else { found };
+        Some(self.slot_owner(self.runs[found]))
+    }
+
+    /// The owner named by run entry `entry`.
+    #[inline(always)]
+    fn slot_owner(&self, entry: u32) -> NodeId {
+        self.slot_ids[idx(entry & self.slot_mask)]
+    }
+
+    /// Index of the first point `>= hash` among `start..start + len` (the
+    /// run of `hash`'s bucket), or `start + len` if none.
+    #[inline(always)]
+    fn scan_run(&self, hash: u64, start: usize, len: usize) -> usize {
+        // `key_shift` and `run_shift` are below 64 (see `LookupTable`);
+        // `>> run_shift` leaves at most 32 bits, so the cast is exact.
+        let key = ((hash << self.key_shift) >> self.run_shift) as u32;
+        let slot_bits = self.run_shift - 32;
+        for (i, &r) in self.runs[start..start + len].iter().enumerate() {
+            // A larger sub-key is a larger point; an equal one (the sub-key
+            // keeps only the top bits below the bucket) is settled by the
+            // full point.
+            let point_key = r >> slot_bits;
+            if point_key > key || (point_key == key && self.points[start + i] >= hash) {
+                return start + i;
+            }
+        }
+        start + len
     }
 
     /// The node that owns `key`, or `None` on an empty ring.
@@ -310,10 +439,30 @@ impl RingTable {
     /// first point, as a position past the last point does.
     #[inline]
     pub fn lookup_hash(&self, hash: u64) -> Option<NodeId> {
-        if self.points.is_empty() {
-            return None;
+        self.resolve(hash, self.bucket(hash))
+    }
+
+    /// Looks up every key of `keys` and appends the owners to `out` in the
+    /// same order (`None` for each on an empty ring): [`RingTable::lookup`]
+    /// for many keys at once.
+    ///
+    /// Keys go in groups of 16: all of a group's keys are hashed and their
+    /// bucket entries loaded first, so the group's cache misses overlap,
+    /// then each is resolved.
+    pub fn lookup_many<K: AsRef<[u8]>>(&self, keys: &[K], out: &mut Vec<Option<NodeId>>) {
+        const GROUP: usize = 16;
+        out.reserve(keys.len());
+        for group in keys.chunks(GROUP) {
+            let mut hashes = [0u64; GROUP];
+            let mut entries = [None; GROUP];
+            for ((key, hash), entry) in group.iter().zip(&mut hashes).zip(&mut entries) {
+                *hash = self.key_hash(key.as_ref());
+                *entry = self.bucket(*hash);
+            }
+            for (&hash, &entry) in hashes.iter().zip(&entries).take(group.len()) {
+                out.push(self.resolve(hash, entry));
+            }
         }
-        Some(self.owners[self.position(hash)])
     }
 
     /// The first `n` distinct nodes clockwise from `key`: a replica set.
@@ -521,28 +670,195 @@ fn sorted_points(name: &str, range: std::ops::Range<u32>) -> Vec<u64> {
     points
 }
 
-/// Builds the bucket index for sorted `points`, all below `2^space_bits`;
-/// returns it and the shift.
-fn build_index(points: &[u64], space_bits: u32) -> (Box<[u32]>, u32) {
-    // At least as many buckets as points (so a bucket holds about one
-    // point), at least 2 (so the shift stays below 64), at most 2^MAX.
-    let bits = points
-        .len()
-        .next_power_of_two()
-        .trailing_zeros()
-        .clamp(1, MAX_INDEX_BITS);
-    let shift = space_bits - bits;
-    let buckets = 1usize << bits;
-    let mut index = Vec::with_capacity(buckets + 1);
-    let mut i = 0usize;
-    for b in 0..buckets {
-        while i < points.len() && ((points[i] >> shift) as usize) < b {
-            i += 1;
-        }
-        index.push(u32::try_from(i).expect("point count fits u32"));
+/// Prefetches the cache line of `hash`'s bucket in a bucket array at
+/// address `buckets` with shift `shift` (a [`RingTable::bucket_hint`],
+/// possibly of a table long freed): a hint to the CPU, nothing more. A no-op
+/// off x86-64.
+#[inline(always)]
+pub(crate) fn prefetch_bucket(buckets: usize, shift: u32, hash: u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // `& 63` keeps the shift in range whatever the hint holds.
+        let bucket = usize::try_from(hash >> (shift & 63)).unwrap_or(0);
+        let addr = buckets.wrapping_add(bucket.wrapping_mul(4));
+        // SAFETY: PREFETCHT0 only hints the cache: it never faults, whatever
+        // the address, and neither reads nor writes anything the program can
+        // observe, so a stale, freed or out-of-range address is harmless.
+        // The pointer is made without provenance and never dereferenced.
+        // SSE (which provides it) is part of the x86-64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(addr)) };
     }
-    index.push(u32::try_from(points.len()).expect("point count fits u32"));
-    (index.into_boxed_slice(), shift)
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (buckets, shift, hash);
+}
+
+/// Marks a bucket not yet written in [`bucket_entries`]. No real entry is
+/// `u32::MAX`: that would be a saturated run (127+ points) starting at
+/// point 2^24 - 1, which is the last point a ring may have.
+const UNSET: u32 = u32::MAX;
+
+/// The `2^bits` bucket entries of sorted, non-empty `points` whose run
+/// entries are `runs`. Two passes without data-dependent branches (edits
+/// rebuild this table, and a mispredicted branch per point or per bucket
+/// would cost more than the rest of the work):
+///
+/// 1. Points in reverse: each writes its bucket's run entry with itself as
+///    the start, so the first point of a bucket writes last; the run length
+///    counts up while the bucket stays the same.
+/// 2. Buckets in reverse: a run entry sets the slot of the owner that the
+///    empty buckets before it name (its first point's), an unset bucket
+///    takes that slot; the last stretch wraps to the first point's owner.
+fn bucket_entries(
+    points: &[u64],
+    runs: &[u32],
+    bits: u32,
+    bucket_shift: u32,
+    slot_mask: u32,
+) -> Vec<u32> {
+    let mut buckets = vec![UNSET; 1 << bits];
+    let mut len = 0u32;
+    let mut next_bucket = u64::MAX;
+    for (i, &p) in points.iter().enumerate().rev() {
+        let b = p >> bucket_shift;
+        len = if b == next_bucket { len + 1 } else { 1 };
+        next_bucket = b;
+        let start = u32::try_from(i).expect("point index fits a run entry");
+        let entry = RUN | (len.min(RUN_LEN_SATURATED) << RUN_START_BITS) | start;
+        // Panics (rather than corrupting) if a point were beyond the space.
+        buckets[usize::try_from(b).expect("bucket fits usize")] = entry;
+    }
+    let last_run = runs.len() - 1;
+    let mut next_slot = runs[0] & slot_mask;
+    for entry in buckets.iter_mut().rev() {
+        let is_run = *entry != UNSET;
+        // Read unconditionally (clamped for UNSET) so the choice below is
+        // a select, not a branch.
+        let start = idx(*entry & RUN_START_MASK).min(last_run);
+        let run_slot = runs[start] & slot_mask;
+        let keep = if is_run { *entry } else { next_slot };
+        next_slot = if is_run { run_slot } else { next_slot };
+        *entry = keep;
+    }
+    buckets
+}
+
+/// Member id to slot (index in the sorted id list), for building a table:
+/// an open-addressing hash table (Fibonacci hashing, linear probing) at
+/// most half full, so a point's owner costs about one probe in a table
+/// that stays in L1. Ids are sparse once members have come and gone (they
+/// are never reused), so a direct array would not do.
+struct SlotMap {
+    /// `(id, slot)`; `slot == u32::MAX` marks a free entry.
+    entries: Vec<(u32, u32)>,
+    /// `32 - log2(entries.len())`: an id's home is `hash(id) >> shift`.
+    shift: u32,
+}
+
+impl SlotMap {
+    fn new(slot_ids: &[NodeId]) -> Self {
+        let size = (2 * slot_ids.len()).next_power_of_two().max(2);
+        let shift = u32::BITS - size.trailing_zeros();
+        let mut map = SlotMap {
+            entries: vec![(0, u32::MAX); size],
+            shift,
+        };
+        for (slot, id) in slot_ids.iter().enumerate() {
+            let mut at = map.home(*id);
+            while map.entries[at].1 != u32::MAX {
+                at = (at + 1) & (size - 1);
+            }
+            map.entries[at] = (id.0, u32::try_from(slot).expect("member count fits u32"));
+        }
+        map
+    }
+
+    /// Where `id`'s probe starts.
+    #[inline]
+    fn home(&self, id: NodeId) -> usize {
+        // `shift` is in 1..=31 (2 to 2^31 entries); the result is below
+        // `entries.len()`.
+        idx(id.0.wrapping_mul(0x9E37_79B9) >> self.shift)
+    }
+
+    /// The slot of member `id`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `id` is not a member (every owner is one).
+    #[inline]
+    fn get(&self, id: NodeId) -> u32 {
+        let mask = self.entries.len() - 1;
+        let mut at = self.home(id);
+        loop {
+            let (key, slot) = self.entries[at];
+            assert!(slot != u32::MAX, "every owner is a member");
+            if key == id.0 {
+                return slot;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
+/// The lookup arrays of a table, as [`LookupTable::build`] makes them.
+struct LookupTable {
+    runs: Box<[u32]>,
+    buckets: Box<[u32]>,
+    bucket_shift: u32,
+    key_shift: u32,
+    run_shift: u32,
+    slot_mask: u32,
+}
+
+impl LookupTable {
+    /// The bucket table of sorted `points` (all below `2^space_bits`) owned
+    /// by `owners`; `slot_ids` lists the members' ids sorted (a slot is an
+    /// index into it). One pass over points and buckets.
+    fn build(points: &[u64], owners: &[NodeId], slot_ids: &[NodeId], space_bits: u32) -> Self {
+        // `BUCKETS_PER_POINT` per point rounded to the nearest power of two
+        // (x 181/128, about sqrt 2, before flooring the log): 2.8 to 5.7
+        // per point. At least 2 buckets (so the shift stays below 64), at
+        // most 2^MAX_BUCKET_BITS, never more bits than the space has.
+        let target = points.len().saturating_mul(BUCKETS_PER_POINT);
+        let bits = (target.saturating_mul(181) / 128)
+            .max(1)
+            .ilog2()
+            .clamp(1, MAX_BUCKET_BITS.min(space_bits));
+        let bucket_shift = space_bits - bits;
+        // Drops the space's unused top bits and the bucket bits; at most
+        // 32 + 24 = 56, so the shift is in range.
+        let key_shift = 64 - space_bits + bits;
+        // Enough low bits for the largest slot: members are at most
+        // MAX_TOTAL_POINTS = 2^24 (each xxh3 member has a point; ketama
+        // gives n members 160 n points), so `slot_bits <= 24`, `run_shift
+        // <= 56`, and a sub-key keeps at least 8 bits.
+        let last_slot = u32::try_from(slot_ids.len().saturating_sub(1)).expect("slots fit u32");
+        let slot_bits = u32::BITS - last_slot.leading_zeros();
+        debug_assert!(slot_bits <= RUN_START_BITS);
+        let run_shift = 32 + slot_bits;
+        let slot_mask = (1u32 << slot_bits) - 1;
+        let slot_of = SlotMap::new(slot_ids);
+        let mut runs = Vec::with_capacity(points.len());
+        for (&p, &owner) in points.iter().zip(owners) {
+            let slot = slot_of.get(owner);
+            // Exact: `>> run_shift` leaves `32 - slot_bits` bits.
+            let key = ((p << key_shift) >> run_shift) as u32;
+            runs.push((key << slot_bits) | slot);
+        }
+        let mut buckets = Vec::new();
+        if !points.is_empty() {
+            buckets = bucket_entries(points, &runs, bits, bucket_shift, slot_mask);
+        }
+        LookupTable {
+            runs: runs.into_boxed_slice(),
+            buckets: buckets.into_boxed_slice(),
+            bucket_shift,
+            key_shift,
+            run_shift,
+            slot_mask,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -579,10 +895,16 @@ mod tests {
             let pos = t.points.partition_point(|&p| p < h) % t.points.len();
             assert_eq!(t.lookup_hash(h), Some(t.owners[pos]));
         }
-        // Exact points and the extremes.
-        for &p in t.points.iter() {
+        // Exact points, their neighbours (the same sub-key as the point
+        // under xxh3, settled by the full point) and the extremes.
+        for (i, &p) in t.points.iter().enumerate() {
             assert_eq!(t.points[t.position(p)], p);
+            assert_eq!(t.lookup_hash(p), Some(t.owners[t.position(p)]));
+            for h in [p.wrapping_add(1), p.wrapping_sub(1)] {
+                assert_eq!(t.lookup_hash(h), Some(t.owners[t.position(h)]), "{i}: {h}");
+            }
         }
+        assert_eq!(t.lookup_hash(0), Some(t.owners[0]));
         assert_eq!(t.position(0), 0);
         assert_eq!(
             t.position(u64::MAX),
@@ -592,6 +914,71 @@ mod tests {
                 0
             }
         );
+    }
+
+    /// Lookups by the bucket table agree with a bisection of the points.
+    fn assert_agrees(t: &RingTable, hashes: impl IntoIterator<Item = u64>) {
+        for h in hashes {
+            let pos = t.points.partition_point(|&p| p < h) % t.points.len();
+            assert_eq!(t.lookup_hash(h), Some(t.owners[pos]), "hash {h:#x}");
+        }
+    }
+
+    #[test]
+    fn crowded_buckets_and_equal_sub_keys() {
+        // 300 points in bucket 0, one apart: the same sub-key (settled by
+        // the full point) and a run too long to count (bisected); then a
+        // few spread points, one of them duplicated across owners.
+        let nodes = vec![info(0, "a", 1), info(1, "b", 1), info(2, "c", 1)];
+        let mut points: Vec<u64> = (0..300u64).map(|i| 3 * i).collect();
+        points.extend([1 << 62, 1 << 62, 1 << 63, u64::MAX - 1]);
+        let owners: Vec<NodeId> = (0..points.len())
+            .map(|i| NodeId(u32::try_from(i % 3).unwrap()))
+            .collect();
+        let t = RingTable::from_sorted(Placement::Xxh3, 1, nodes, (points.clone(), owners));
+        assert_eq!(t.buckets[0] & !RUN, (RUN_LEN_SATURATED << RUN_START_BITS));
+        let near = points
+            .iter()
+            .flat_map(|&p| [p, p.wrapping_add(1), p.wrapping_sub(1), p.wrapping_add(2)]);
+        assert_agrees(&t, near.chain([0, u64::MAX, 1 << 40]));
+        // The two points at 2^62 tie: the first (owner 0 = index 300 % 3)
+        // wins.
+        assert_eq!(t.lookup_hash(1 << 62), Some(NodeId(0)));
+    }
+
+    #[test]
+    fn sparse_and_large_ids() {
+        // Ids far apart and above 2^31 (a bucket
+        // names slots, not ids, so its flag bit never meets an id).
+        let t = RingTable::build(
+            1,
+            vec![
+                info(7, "a", 50),
+                info(3_000_000_000, "b", 50),
+                info(u32::MAX, "c", 9),
+            ],
+        );
+        let map = SlotMap::new(&t.slot_ids);
+        for (slot, &id) in t.slot_ids.iter().enumerate() {
+            assert_eq!(map.get(id), u32::try_from(slot).unwrap());
+        }
+        assert_agrees(&t, (0..5000u32).map(|k| key_hash(&k.to_le_bytes())));
+        let dense = RingTable::build(1, vec![info(0, "a", 50), info(2, "b", 50)]);
+        assert_agrees(&dense, (0..5000u32).map(|k| key_hash(&k.to_le_bytes())));
+    }
+
+    #[test]
+    fn lookup_many_equals_lookup() {
+        let t = RingTable::build(1, vec![info(0, "a", 100), info(1, "b", 37)]);
+        let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
+        let mut out = vec![None];
+        t.lookup_many(&keys, &mut out);
+        let single: Vec<_> = keys.iter().map(|k| t.lookup(k.as_bytes())).collect();
+        assert_eq!(out[0], None, "appends after what is there");
+        assert_eq!(out[1..], single[..]);
+        let mut none = Vec::new();
+        RingTable::empty(0).lookup_many(&keys[..3], &mut none);
+        assert_eq!(none, [None; 3]);
     }
 
     #[test]
@@ -604,7 +991,8 @@ mod tests {
         );
         assert_eq!(merged.points, rebuilt.points);
         assert_eq!(merged.owners, rebuilt.owners);
-        assert_eq!(merged.index, rebuilt.index);
+        assert_eq!(merged.runs, rebuilt.runs);
+        assert_eq!(merged.buckets, rebuilt.buckets);
         let up = merged.with_weight(3, NodeId(1), 90);
         let down = up.with_weight(4, NodeId(1), 30);
         assert_eq!(down.points, rebuilt.points);
