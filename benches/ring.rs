@@ -3,7 +3,7 @@
 //! consistent hash (no vnodes, no table: the arithmetic lower reference)
 //! and, for ketama placement, the `conhash` crate (an MD5 ring).
 //!
-//! What each group measures, and the design.md target it checks:
+//! What each group measures, and the target (docs/performance.md) it checks:
 //!
 //! * `lookup`: single-thread time per lookup of a short string key, at
 //!   10/100/1000 nodes x 100/160/1000 vnodes. Target: ringcache at least 4x
@@ -19,7 +19,7 @@
 //! * `placement`: the same, for ringcache's xxh3 (default) and ketama
 //!   placements and the `conhash` crate (MD5 points in a `BTreeMap`), at
 //!   100 equal nodes (ketama: 156 points each) and on libmemcached's 8
-//!   weighted servers, every ring with ketama's point counts. No design.md
+//!   weighted servers, every ring with ketama's point counts. No
 //!   target; it shows what libmemcached compatibility costs a lookup.
 //! * `key_hash`: the key hash alone, xxh3 vs ketama's MD5, so the reader
 //!   sees how much of ketama's lookup time is its hash.
@@ -83,7 +83,7 @@ const NODE_COUNTS: [u32; 3] = [10, 100, 1000];
 /// points per server, and our CLI default) and 1000.
 const VNODE_COUNTS: [u32; 3] = [100, 160, 1000];
 
-/// The ring size of the batch, mutation and contention groups: design.md's
+/// The ring size of the batch, mutation and contention groups: the
 /// reference configuration, 100 nodes x 160 vnodes (16 000 points).
 const REF_NODES: u32 = 100;
 /// See [`REF_NODES`].
@@ -193,7 +193,7 @@ fn time_lookups<T>(keys: &[String], iters: u64, mut lookup: impl FnMut(&String) 
 /// Single-thread time per lookup, one key per iteration, at every grid
 /// size, ringcache vs hashring side by side; jump hash once per node count
 /// (it has no vnodes, so its cost does not depend on them). Why: the
-/// 100 x 160 ringcache/hashring ratio is design.md's 4x target, and the
+/// 100 x 160 ringcache/hashring ratio is the 4x target, and the
 /// grid shows how each scales as the ring outgrows the caches.
 fn bench_lookup(c: &mut Criterion) {
     let keys = make_keys();
@@ -642,7 +642,7 @@ fn pinned_lookups(ring: &Ring, keys: &[String], next: &mut usize, count: u64, ba
 /// Time per key of lookups through one pinned snapshot at 100 x 160, with
 /// one pin per 4096 keys and per 16 keys, beside `Ring::lookup` (a pin per
 /// key) run in this group too, so all three share one stretch of the
-/// machine's (noisy) time. Why: design.md wants batch lookups faster than
+/// machine's (noisy) time. Why: the targets want batch lookups faster than
 /// single ones; the difference is the cost of the epoch pin. Criterion's
 /// "iteration" is one key here, so its time is ns per key.
 fn bench_batch(c: &mut Criterion) {
@@ -1107,8 +1107,8 @@ fn contention_case<R: Shared, W: Shared>(
 
 /// One reader thread's lookups/s at 100 x 160, alone and with one writer
 /// thread adding and removing a 160-vnode node non-stop (one core each on
-/// a 2-core machine), for ringcache and `RwLock<hashring>`. Why: design.md
-/// requires ringcache's reader to keep >= 90% of its throughput while
+/// a 2-core machine), for ringcache and `RwLock<hashring>`. Why: the target
+/// (docs/performance.md) is that the reader keeps >= 90% of its throughput while
 /// membership changes; a lock makes readers wait for the writer. Criterion
 /// times one lookup per iteration; its throughput line is lookups/s.
 ///
