@@ -7,7 +7,7 @@
 //!
 //! # Timeouts
 //!
-//! The socket's read timeout follows the session's phase:
+//! The deadline follows the session's phase:
 //! * **idle** (between requests): `Timeouts::idle` for the first byte of
 //!   the next request, then the connection closes silently;
 //! * **head**: the whole head must arrive within `Timeouts::head` of its
@@ -16,14 +16,15 @@
 //! * **body**: likewise `Timeouts::body` from the end of the head.
 //!
 //! A head or body that misses its deadline gets 408 and a close
-//! ([`crate::settings::Timeouts`] has the defaults). Writes time out after
-//! `Timeouts::write`: a client that stops reading its
-//! replies is disconnected, and until then it is back-pressured (the
-//! session stops taking its requests).
+//! ([`crate::settings::Timeouts`] has the defaults). A write must finish
+//! within `Timeouts::write`: a client that stops reading its replies is
+//! disconnected, and until then it is back-pressured (the session stops
+//! taking its requests).
 //!
-//! The read timeout is a socket option (a system call to change), so it is
-//! set only when the wanted value changes: a keep-alive client whose
-//! requests each arrive whole stays in the idle phase and costs none.
+//! Deadlines are kept by the watchdog (`http::watchdog`), to within its
+//! tick: the connection stores its deadline before each wait, and the
+//! watchdog shuts the socket down when it passes. Reads and writes carry no
+//! socket timeout, so none arms a timer.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 use may::net::TcpStream;
 
 use super::service::CacheService;
+use super::watchdog::Guard;
 use super::session::{Phase, Session, Step};
 use super::Shared;
 
@@ -105,15 +107,17 @@ pub(super) fn serve(stream: &mut TcpStream, shared: Arc<Shared>) {
     // Replies are written whole, one write per batch: Nagle would only
     // delay the last segment of each.
     let _ = stream.set_nodelay(true);
-    if stream.set_write_timeout(Some(timeouts.write)).is_err() {
+    // Deadlines are the watchdog's (see its module docs): no socket
+    // timeouts, so no timer per read.
+    let Ok(second) = stream.inner().try_clone() else {
         return;
-    }
+    };
+    let watch = shared.watchdog.register(second);
     let mut session = Session::new(
         CacheService::new(shared.clone()),
         shared.config.session_limits(),
     );
     let mut in_flight = InFlight(&shared, false);
-    let mut timeout_set: Option<Duration> = None;
     // When the current phase began (the deadline's origin).
     let mut phase = Phase::Idle;
     let mut since = Instant::now();
@@ -124,51 +128,42 @@ pub(super) fn serve(stream: &mut TcpStream, shared: Arc<Shared>) {
         }
         match session.advance() {
             Step::Read(now_in) => {
-                if write_out(stream, &mut session).is_err() {
+                if write_out(stream, &mut session, &watch, timeouts.write).is_err() {
                     return;
                 }
-                if now_in != phase {
+                let now = Instant::now();
+                if now_in != phase || phase == Phase::Idle {
                     phase = now_in;
-                    since = Instant::now();
+                    since = now;
                 }
                 in_flight.set(phase != Phase::Idle);
-                let wanted = match phase {
-                    Phase::Idle => timeouts.idle,
-                    Phase::Head => deadline_left(since, timeouts.head),
-                    Phase::Body => deadline_left(since, timeouts.body),
-                };
-                // A zero timeout would mean "none" to the socket.
-                let wanted = wanted.max(Duration::from_millis(1));
-                if timeout_set != Some(wanted) {
-                    if stream.set_read_timeout(Some(wanted)).is_err() {
-                        return;
-                    }
-                    timeout_set = Some(wanted);
-                }
+                watch.reading_until(
+                    since
+                        + match phase {
+                            Phase::Idle => timeouts.idle,
+                            Phase::Head => timeouts.head,
+                            Phase::Body => timeouts.body,
+                        },
+                );
                 match stream.read(session.spare()) {
-                    Ok(0) => return,
-                    Ok(n) => {
+                    Ok(n) if n > 0 && !watch.fired() => {
                         session.filled(n);
                         // Stamp replies with the date of their request's
                         // arrival, formatted at most once a second.
                         session.set_date(date.now());
                     }
-                    Err(e) if is_timeout(&e) => {
-                        if phase == Phase::Idle {
-                            return;
-                        }
-                        session.timed_out();
-                    }
-                    Err(_) => return,
+                    // End of file: the client's, or the watchdog's.
+                    Ok(_) if watch.fired() && phase != Phase::Idle => session.timed_out(),
+                    Ok(_) | Err(_) => return,
                 }
             }
             Step::Flush => {
-                if write_out(stream, &mut session).is_err() {
+                if write_out(stream, &mut session, &watch, timeouts.write).is_err() {
                     return;
                 }
             }
             Step::Close => {
-                if write_out(stream, &mut session).is_ok() {
+                if write_out(stream, &mut session, &watch, timeouts.write).is_ok() {
                     linger(stream);
                 }
                 return;
@@ -177,24 +172,19 @@ pub(super) fn serve(stream: &mut TcpStream, shared: Arc<Shared>) {
     }
 }
 
-fn deadline_left(since: Instant, limit: Duration) -> Duration {
-    limit.saturating_sub(since.elapsed())
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
-}
-
 /// Writes all pending output (or fails: the client is gone or stopped
 /// reading for longer than the write timeout).
-fn write_out(stream: &mut TcpStream, session: &mut Session<CacheService>) -> io::Result<()> {
+fn write_out(
+    stream: &mut TcpStream,
+    session: &mut Session<CacheService>,
+    watch: &Guard,
+    limit: Duration,
+) -> io::Result<()> {
     let out = session.output();
     if out.is_empty() {
         return Ok(());
     }
+    watch.writing_for(limit);
     let result = stream.write_all(out);
     let n = out.len();
     session.consume_output(n);

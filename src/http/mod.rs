@@ -55,6 +55,7 @@ pub mod replay;
 mod conn;
 mod date;
 mod service;
+mod watchdog;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
@@ -129,6 +130,8 @@ struct Shared {
     connections: AtomicUsize,
     /// Connections with a request under way (see `conn::InFlight`).
     in_flight: AtomicUsize,
+    /// Every connection's deadline (see `watchdog`).
+    watchdog: Arc<watchdog::Watchdog>,
 }
 
 /// A bound listening socket, not yet serving: binding first lets the binary
@@ -211,6 +214,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            watchdog: watchdog::Watchdog::start(),
         });
         let accepting = shared.clone();
         let accept = may::go!(
