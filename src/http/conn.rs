@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 use may::net::TcpStream;
 
 use super::service::CacheService;
-use super::watchdog::Guard;
 use super::session::{Phase, Session, Step};
+use super::watchdog::Guard;
 use super::Shared;
 
 /// How long a closing connection keeps reading (and discarding) what the
