@@ -348,10 +348,17 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// The ring the cluster routes by (for listings and lookups; edit it only
-    /// through the cluster, so keys follow).
-    pub fn ring(&self) -> &Ring {
-        &self.inner.ring
+    /// The ring the cluster routes by, read-only: lookups and listings.
+    /// Membership changes go through the cluster ([`Cluster::add_node`] and
+    /// the rest), which moves the keys that follow them; an edit through the
+    /// ring itself would leave the cluster's node stores out of step.
+    ///
+    /// ```compile_fail
+    /// let cluster = ringcache::Cluster::new(Default::default());
+    /// cluster.ring().add_node("sneaky", 160);
+    /// ```
+    pub fn ring(&self) -> crate::ring::RingView<'_> {
+        self.inner.ring.view()
     }
 
     /// Routing facts for a request on `hash`: owner and node count.

@@ -277,6 +277,17 @@ impl Ring {
     /// let owners: Vec<_> = [b"x", b"y"].iter().map(|k| snap.lookup(*k)).collect();
     /// assert!(owners.iter().all(Option::is_some));
     /// ```
+    ///
+    /// A snapshot cannot leave its thread (its pin belongs to that thread's
+    /// epoch state), even to a scoped thread that may borrow the ring:
+    ///
+    /// ```compile_fail
+    /// let ring = ringcache::Ring::new();
+    /// let snap = ring.pin();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(move || snap.version());
+    /// });
+    /// ```
     pub fn pin(&self) -> Pinned<'_> {
         let guard = epoch::pin();
         let table: *const RingTable = self.table(&guard);
@@ -538,6 +549,70 @@ impl Drop for Ring {
 }
 
 /// A pinned snapshot of a [`Ring`]: derefs to the [`RingTable`] that was
+
+/// A read-only view of a [`Ring`]: every lookup and listing, and no edit.
+///
+/// [`crate::Cluster::ring`] hands this out, so keys cannot be moved
+/// behind the cluster's back: edits go through the cluster, which moves
+/// the keys that follow them.
+///
+/// ```compile_fail
+/// // No edit through a view.
+/// let ring = ringcache::Ring::new();
+/// ring.view().add_node("a", 10);
+/// ```
+#[derive(Clone, Copy)]
+pub struct RingView<'r>(&'r Ring);
+
+impl<'r> RingView<'r> {
+    /// As [`Ring::placement`].
+    pub fn placement(&self) -> Placement {
+        self.0.placement()
+    }
+
+    /// As [`Ring::pin`].
+    pub fn pin(&self) -> Pinned<'r> {
+        self.0.pin()
+    }
+
+    /// As [`Ring::lookup`].
+    pub fn lookup(&self, key: &[u8]) -> Option<NodeId> {
+        self.0.lookup(key)
+    }
+
+    /// As [`Ring::lookup_many`].
+    pub fn lookup_many<K: AsRef<[u8]>>(&self, keys: &[K], out: &mut Vec<Option<NodeId>>) {
+        self.0.lookup_many(keys, out)
+    }
+
+    /// As [`Ring::lookup_n`].
+    pub fn lookup_n(&self, key: &[u8], n: usize) -> Vec<NodeId> {
+        self.0.lookup_n(key, n)
+    }
+
+    /// As [`Ring::version`].
+    pub fn version(&self) -> u64 {
+        self.0.version()
+    }
+
+    /// As [`Ring::node_count`].
+    pub fn node_count(&self) -> usize {
+        self.0.node_count()
+    }
+
+    /// As [`Ring::nodes`].
+    pub fn nodes(&self) -> Vec<NodeShare> {
+        self.0.nodes()
+    }
+}
+
+impl Ring {
+    /// A read-only view of this ring.
+    pub fn view(&self) -> RingView<'_> {
+        RingView(self)
+    }
+}
+
 /// current when it was taken, and keeps it alive until dropped.
 pub struct Pinned<'r> {
     /// Keeps `table` from being freed. Declared before `table` is used and
