@@ -548,8 +548,6 @@ impl Drop for Ring {
     }
 }
 
-/// A pinned snapshot of a [`Ring`]: derefs to the [`RingTable`] that was
-
 /// A read-only view of a [`Ring`]: every lookup and listing, and no edit.
 ///
 /// [`crate::Cluster::ring`] hands this out, so keys cannot be moved
@@ -613,6 +611,7 @@ impl Ring {
     }
 }
 
+/// A pinned snapshot of a [`Ring`]: derefs to the [`RingTable`] that was
 /// current when it was taken, and keeps it alive until dropped.
 pub struct Pinned<'r> {
     /// Keeps `table` from being freed. Declared before `table` is used and
