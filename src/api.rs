@@ -13,10 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Cluster, ClusterError, NodeStatus};
+use crate::cluster::{Cluster, ClusterError, NodeStatus, RebalanceStatus};
 use crate::hash::Placement;
 use crate::node::SetOutcome;
-use crate::rebalance::RebalanceStatus;
 use crate::ring::{NodeId, RingError};
 use crate::settings::{Limits, Settings};
 

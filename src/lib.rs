@@ -18,10 +18,11 @@
 //!   Knows nothing of the ring.
 //! * [`cluster`]: routes get/set/delete through the ring to nodes, applies
 //!   membership changes, publishes the epoch-protected topology requests
-//!   route by. Never parses HTTP.
-//! * [`rebalance`]: the background mover that relocates keys after a change
-//!   (its module docs state the protocol and its invariants), the TTL
-//!   sweeper, and relocation progress. Never on a request's path.
+//!   route by (`cluster::topology`), and runs the background mover that
+//!   relocates keys after a change, beside that private state
+//!   ([`cluster::mover`]: its module docs state the protocol and its
+//!   invariants), with the TTL sweeper and relocation progress. Never
+//!   parses HTTP; the mover is never on a request's path.
 //! * [`api`]: the HTTP API's meaning without HTTP: routes, typed commands,
 //!   replies. Calls only the cluster's public API.
 //! * [`http`]: the HTTP/1.1 server on may coroutines: its own connection
@@ -57,7 +58,6 @@ pub mod config;
 pub mod hash;
 pub mod http;
 pub mod node;
-pub mod rebalance;
 pub mod ring;
 pub mod settings;
 pub mod telemetry;

@@ -351,7 +351,7 @@ impl RingTable {
     /// The address of the bucket array and the bucket shift, for
     /// [`prefetch_bucket`]. The address stays valid as long as the table
     /// does (a boxed slice does not move), but users only prefetch it.
-    pub(crate) fn bucket_hint(&self) -> (usize, u32) {
+    pub(super) fn bucket_hint(&self) -> (usize, u32) {
         (self.buckets.as_ptr() as usize, self.bucket_shift)
     }
 
@@ -540,7 +540,7 @@ impl RingTable {
     /// Under xxh3 its points are merged in and `node.vnodes` is set to its
     /// weight; under ketama the table is rebuilt. The caller has checked that
     /// the id and name are new.
-    pub(crate) fn with_node(&self, version: u64, mut node: NodeInfo) -> RingTable {
+    pub(super) fn with_node(&self, version: u64, mut node: NodeInfo) -> RingTable {
         let mut nodes = self.nodes.to_vec();
         let id = node.id;
         let at = nodes.partition_point(|n| n.id < id);
@@ -557,7 +557,7 @@ impl RingTable {
 
     /// A new table at `version` without node `id` and its points (ketama:
     /// rebuilt, since the others' point counts change).
-    pub(crate) fn without_node(&self, version: u64, id: NodeId) -> RingTable {
+    pub(super) fn without_node(&self, version: u64, id: NodeId) -> RingTable {
         let nodes: Vec<NodeInfo> = self.nodes.iter().filter(|n| n.id != id).cloned().collect();
         if self.placement == Placement::Ketama {
             return RingTable::build_with(self.placement, version, nodes);
@@ -574,7 +574,7 @@ impl RingTable {
     /// Under xxh3 (weight = vnodes), raising from `v` to `w` merges in points
     /// `v..w`; lowering removes points `w..v`; no other point changes. Under
     /// ketama the table is rebuilt from the new weights.
-    pub(crate) fn with_weight(&self, version: u64, id: NodeId, weight: u32) -> RingTable {
+    pub(super) fn with_weight(&self, version: u64, id: NodeId, weight: u32) -> RingTable {
         let mut nodes = self.nodes.to_vec();
         let slot = nodes
             .binary_search_by_key(&id, |n| n.id)
@@ -675,7 +675,7 @@ fn sorted_points(name: &str, range: std::ops::Range<u32>) -> Vec<u64> {
 /// possibly of a table long freed): a hint to the CPU, nothing more. A no-op
 /// off x86-64.
 #[inline(always)]
-pub(crate) fn prefetch_bucket(buckets: usize, shift: u32, hash: u64) {
+pub(super) fn prefetch_bucket(buckets: usize, shift: u32, hash: u64) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

@@ -3,8 +3,8 @@
 //!
 //! This module owns the request path and membership. It never parses HTTP
 //! (the server translates requests into calls here) and it never moves keys
-//! itself: [`crate::rebalance`] does that on its own thread. The protocol the
-//! two follow is written down in [`crate::rebalance`]'s module docs; this
+//! itself: [`mover`] does that on its own thread. The protocol the
+//! two follow is written down in [`mover`]'s module docs; this
 //! module is one side of it.
 //!
 //! # The topology
@@ -25,27 +25,26 @@
 //! * Retired topologies go to the epoch collector (`defer_destroy`), so a
 //!   request that loaded one may keep using it until it unpins.
 //! * The grace period the mover waits for before a sweep (see
-//!   [`crate::rebalance`]) also rests on the epoch protocol: every request
+//!   [`mover`]) also rests on the epoch protocol: every request
 //!   holds its pin from loading the topology until its store operation is
 //!   done.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
-use parking_lot::Mutex;
+use crossbeam_epoch as epoch;
+
+pub mod mover;
+mod topology;
+
+pub use mover::RebalanceStatus;
+
+use topology::{Inner, NodeSlot, Topology};
 
 use crate::node::{MemStore, NodeStats, SetOutcome, Store, StoreError, Value};
-use crate::rebalance::{self, Progress, RebalanceStatus};
-use crate::ring::{NodeId, Placement, Ring, RingError, RingTable};
-
-/// Number of per-key lock stripes writers and the mover share during a
-/// migration. 1024 keeps two unrelated keys on one stripe rare (a writer
-/// holds one stripe for one store operation) while costing 1 KiB.
-const STRIPES: usize = 1024;
+use crate::ring::{NodeId, Placement, Ring, RingError};
 
 /// How many rings may be in play before a membership change waits for the
 /// mover to catch up. Each ring in play costs a read that misses one more
@@ -155,130 +154,6 @@ pub struct NodeStatus {
     pub stats: NodeStats,
 }
 
-/// One cache node as the topology holds it.
-pub(crate) struct NodeSlot {
-    pub(crate) id: NodeId,
-    pub(crate) name: Arc<str>,
-    /// Its weight when it was last in the ring.
-    pub(crate) weight: u32,
-    /// Its point count when it was last in the ring.
-    pub(crate) vnodes: u32,
-    pub(crate) store: Arc<dyn Store>,
-}
-
-/// What requests route by: one immutable, epoch-published value.
-pub(crate) struct Topology {
-    /// +1 per publish; lets a read notice that the topology changed.
-    pub(crate) generation: u64,
-    /// The current ring first, then older rings whose keys may still sit on
-    /// their old owners, newest first. More than one ring means a migration
-    /// is running.
-    pub(crate) rings: Vec<Arc<RingTable>>,
-    /// Every node that may hold keys: ring members and draining nodes,
-    /// sorted by id.
-    pub(crate) nodes: Vec<Arc<NodeSlot>>,
-}
-
-impl Topology {
-    #[inline]
-    pub(crate) fn current(&self) -> &RingTable {
-        &self.rings[0]
-    }
-
-    #[inline]
-    pub(crate) fn migrating(&self) -> bool {
-        self.rings.len() > 1
-    }
-
-    #[inline]
-    pub(crate) fn store(&self, id: NodeId) -> &dyn Store {
-        let slot = self
-            .nodes
-            .binary_search_by_key(&id, |n| n.id)
-            .expect("every ring member has a node slot");
-        &*self.nodes[slot].store
-    }
-
-    /// The owners of `hash` under the older rings in play, excluding
-    /// `owner` and duplicates, newest ring first.
-    pub(crate) fn previous_owners(&self, hash: u64, owner: NodeId) -> Vec<NodeId> {
-        let mut out: Vec<NodeId> = Vec::new();
-        for ring in &self.rings[1..] {
-            if let Some(o) = ring.lookup_hash(hash) {
-                if o != owner && !out.contains(&o) {
-                    out.push(o);
-                }
-            }
-        }
-        out
-    }
-}
-
-/// State shared by the request path, membership changes and the
-/// background threads.
-pub(crate) struct Inner {
-    /// Membership edits go through the ring; requests read `topology`.
-    pub(crate) ring: Ring,
-    /// Never null.
-    topology: Atomic<Topology>,
-    /// Serializes membership changes and every topology publish.
-    pub(crate) membership: Mutex<()>,
-    /// Per-key locks: writers take one only while a migration runs; the
-    /// mover takes one per key it moves. Reads never take them.
-    stripes: Box<[Mutex<()>]>,
-    pub(crate) progress: Progress,
-    pub(crate) config: ClusterConfig,
-}
-
-impl Inner {
-    /// The current topology, valid while `guard` is pinned and `self` lives.
-    #[inline]
-    pub(crate) fn topology<'a>(&'a self, guard: &'a Guard) -> &'a Topology {
-        // Acquire pairs with the Release swap in `publish`.
-        let t = self.topology.load(Ordering::Acquire, guard);
-        // SAFETY: never null (set in `Cluster::new`, replaced only by
-        // `publish` with non-null values); a replaced topology is retired
-        // with `defer_destroy`, so it outlives every guard pinned when it
-        // was reachable; `Inner`'s `Drop` needs `&mut self`.
-        unsafe { t.deref() }
-    }
-
-    /// Publishes `rings` and `nodes` as the next topology. Call with
-    /// `membership` held.
-    pub(crate) fn publish(&self, rings: Vec<Arc<RingTable>>, nodes: Vec<Arc<NodeSlot>>) {
-        let guard = epoch::pin();
-        let generation = self.topology(&guard).generation + 1;
-        let next = Owned::new(Topology {
-            generation,
-            rings,
-            nodes,
-        });
-        // Release pairs with the Acquire load in `topology`.
-        let old = self.topology.swap(next, Ordering::Release, &guard);
-        // SAFETY: `old` is unlinked and publishes are serialized by
-        // `membership`, so it is retired exactly once; readers that loaded
-        // it are pinned and `defer_destroy` waits for them.
-        unsafe { guard.defer_destroy(old) };
-        guard.flush();
-    }
-
-    /// The stripe lock of a key hash.
-    #[inline]
-    pub(crate) fn stripe(&self, hash: u64) -> &Mutex<()> {
-        &self.stripes[(hash % STRIPES as u64) as usize]
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // SAFETY: `&mut self`: no request or thread can reach the topology.
-        unsafe {
-            let t = self.topology.load(Ordering::Relaxed, epoch::unprotected());
-            drop(t.into_owned());
-        }
-    }
-}
-
 /// A cache cluster: nodes placed on a consistent hash ring, with live
 /// membership changes and background relocation.
 ///
@@ -311,21 +186,8 @@ impl fmt::Debug for Cluster {
 impl Cluster {
     /// An empty cluster; starts its mover and sweeper threads.
     pub fn new(config: ClusterConfig) -> Cluster {
-        let ring = Ring::with_placement(config.placement, config.max_vnodes);
-        let first = Arc::new(ring.pin().clone());
-        let inner = Arc::new(Inner {
-            ring,
-            topology: Atomic::new(Topology {
-                generation: 0,
-                rings: vec![first],
-                nodes: Vec::new(),
-            }),
-            membership: Mutex::new(()),
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            progress: Progress::new(),
-            config,
-        });
-        let threads = rebalance::spawn_threads(&inner);
+        let inner = Arc::new(Inner::new(config));
+        let threads = mover::spawn_threads(&inner);
         Cluster { inner, threads }
     }
 
@@ -425,7 +287,7 @@ impl Cluster {
     /// says whether the key was new.
     ///
     /// **Locking behaviour:** no lock outside a migration; during one, the
-    /// key's stripe lock for the store operation (see [`crate::rebalance`]).
+    /// key's stripe lock for the store operation (see [`mover`]).
     ///
     /// # Errors
     ///
@@ -471,7 +333,7 @@ impl Cluster {
     }
 
     /// Runs a write (`op` on the key's owner) by the protocol of
-    /// [`crate::rebalance`]: lock-free outside a migration, holding the pin
+    /// [`mover`]: lock-free outside a migration, holding the pin
     /// until the write is done (the mover's grace period relies on it);
     /// during one, under the key's stripe lock with the topology loaded under
     /// it, then `cleanup` on each owner under the older rings in play, so no

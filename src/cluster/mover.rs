@@ -86,7 +86,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_epoch as epoch;
 use parking_lot::{Condvar, Mutex};
 
-use crate::cluster::{Inner, NodeSlot};
+use super::topology::{Inner, NodeSlot};
 use crate::node::{ImportOutcome, Key};
 
 /// Where relocation stands.
@@ -134,7 +134,7 @@ struct ProgressState {
 
 /// Shared progress of the mover, and the signals between it, changes and
 /// waiters.
-pub(crate) struct Progress {
+pub(super) struct Progress {
     state: Mutex<ProgressState>,
     cond: Condvar,
     scanned: AtomicU64,
@@ -145,7 +145,7 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new() -> Progress {
+    pub(super) fn new() -> Progress {
         Progress {
             state: Mutex::new(ProgressState {
                 requested: 0,
@@ -163,7 +163,7 @@ impl Progress {
     }
 
     /// Records a change that needs a sweep; starts a run if none is active.
-    pub(crate) fn request_sweep(&self) {
+    pub(super) fn request_sweep(&self) {
         let mut s = self.state.lock();
         s.requested += 1;
         if !s.status.active {
@@ -180,7 +180,7 @@ impl Progress {
     }
 
     /// A snapshot of the status with live counters.
-    pub(crate) fn status(&self) -> RebalanceStatus {
+    pub(super) fn status(&self) -> RebalanceStatus {
         let s = self.state.lock();
         let mut status = s.status.clone();
         status.keys_scanned = self.scanned.load(Ordering::Relaxed);
@@ -192,7 +192,7 @@ impl Progress {
     }
 
     /// Waits until no run is active, or `timeout`; true if idle.
-    pub(crate) fn wait_idle(&self, timeout: Duration) -> bool {
+    pub(super) fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock();
         while s.status.active && !s.shutdown {
@@ -204,7 +204,7 @@ impl Progress {
     }
 
     /// Waits until the next sweep completes, or `timeout`.
-    pub(crate) fn wait_for_sweep(&self, timeout: Duration) {
+    pub(super) fn wait_for_sweep(&self, timeout: Duration) {
         let mut s = self.state.lock();
         let sweeps = s.status.sweeps;
         let deadline = Instant::now() + timeout;
@@ -216,7 +216,7 @@ impl Progress {
     }
 
     /// Stops the background threads.
-    pub(crate) fn shut_down(&self) {
+    pub(super) fn shut_down(&self) {
         self.state.lock().shutdown = true;
         self.cond.notify_all();
     }
@@ -266,7 +266,7 @@ impl Progress {
 }
 
 /// Starts the mover and the TTL sweeper for a cluster.
-pub(crate) fn spawn_threads(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
+pub(super) fn spawn_threads(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
     let mover = {
         let inner = inner.clone();
         std::thread::Builder::new()
