@@ -910,28 +910,13 @@ impl ThreadClock {
 /// `/proc/thread-self/schedstat`, current whenever the thread is running.
 #[cfg(target_os = "linux")]
 fn sched_clocks() -> Option<(Duration, Duration)> {
-    /// `struct timespec` on 64-bit Linux.
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    /// `CLOCK_THREAD_CPUTIME_ID` from `<time.h>`.
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    if cfg!(not(target_pointer_width = "64")) {
-        return None; // `Timespec` above is the 64-bit layout
-    }
-    let mut tp = Timespec {
+    let mut tp = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `clock_gettime` is the libc function of that name, called
-    // with a valid clock id and a pointer to a live, writable `timespec`
-    // (64-bit layout, checked above); it writes nothing else.
-    if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut tp) } != 0 {
+    // SAFETY: `tp` is a live, writable `timespec` and the clock id is a
+    // valid one; `clock_gettime` writes nothing else.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut tp) } != 0 {
         return None;
     }
     let cpu = Duration::new(
