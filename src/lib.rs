@@ -12,7 +12,9 @@
 //!   golden tests and libmemcached's vectors.
 //! * [`ring`]: the lock-free ring: immutable snapshots published through
 //!   `crossbeam-epoch`, wait-free lookups, serialized membership edits, and a
-//!   naive reference ring for cross-checking. Knows nothing of stored data.
+//!   naive reference ring for cross-checking (`ring::reference`, built only
+//!   with the `testing` feature, which tests, benches and fuzzers turn on).
+//!   Knows nothing of stored data.
 //! * [`node`]: one cache node's store (`dashmap`): entries, TTL, memory cap
 //!   with sampled-LRU eviction, stats; behind the [`node::Store`] trait.
 //!   Knows nothing of the ring.

@@ -49,7 +49,7 @@
 
 pub mod session;
 
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod replay;
 
 mod conn;

@@ -2,7 +2,7 @@
 //! connection loop does, under any split of the stream, with a small echo
 //! service, and checks the session's memory bounds at every step.
 //!
-//! Built only for unit tests and with the `fuzzing` feature (the
+//! Built only for unit tests and with the `testing` feature (the
 //! `http_framing` fuzz target); it is not part of the shipped library.
 
 use super::session::{

@@ -71,6 +71,7 @@
 //! serving cluster is the cluster's policy, not the ring's.
 
 mod error;
+#[cfg(any(test, feature = "testing"))]
 pub mod reference;
 mod table;
 
