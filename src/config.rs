@@ -119,13 +119,6 @@ fn placement<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Placement, D::Err
         .map_err(serde::de::Error::custom)
 }
 
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!("{text:?} is not a duration such as 5s or 1m: {e}"))
-    })
-}
-
 /// Request and memory limits from the file.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -158,53 +151,6 @@ impl Default for FileLimits {
     }
 }
 
-/// Connection timeouts from the file (`timeouts:`), as durations like
-/// `10s` or `500ms`; see [`Timeouts`] for what each bounds.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FileTimeouts {
-    /// From a request's first byte to the end of its head.
-    #[serde(deserialize_with = "duration")]
-    pub head: Duration,
-    /// From the end of the head to the end of the body.
-    #[serde(deserialize_with = "duration")]
-    pub body: Duration,
-    /// Between requests on a keep-alive connection.
-    #[serde(deserialize_with = "duration")]
-    pub idle: Duration,
-    /// For a write of replies to make progress.
-    #[serde(deserialize_with = "duration")]
-    pub write: Duration,
-    /// For requests under way to finish at shutdown.
-    #[serde(deserialize_with = "duration")]
-    pub shutdown: Duration,
-}
-
-impl Default for FileTimeouts {
-    fn default() -> Self {
-        let t = Timeouts::default();
-        FileTimeouts {
-            head: t.head,
-            body: t.body,
-            idle: t.idle,
-            write: t.write,
-            shutdown: t.shutdown,
-        }
-    }
-}
-
-impl From<&FileTimeouts> for Timeouts {
-    fn from(t: &FileTimeouts) -> Timeouts {
-        Timeouts {
-            head: t.head,
-            body: t.body,
-            idle: t.idle,
-            write: t.write,
-            shutdown: t.shutdown,
-        }
-    }
-}
-
 /// One node of the file.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -232,14 +178,17 @@ pub struct FileConfig {
     #[serde(default, rename = "default_vnodes")]
     pub default_vnodes_given: Option<u32>,
     /// How often the file is checked for changes.
-    #[serde(default = "default_interval", deserialize_with = "duration")]
+    #[serde(
+        default = "default_interval",
+        deserialize_with = "crate::settings::duration"
+    )]
     pub reload_interval: Duration,
     /// Limits.
     #[serde(default)]
     pub limits: FileLimits,
     /// Connection timeouts.
     #[serde(default)]
-    pub timeouts: FileTimeouts,
+    pub timeouts: Timeouts,
     /// File holding the admin token (its content, trimmed).
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
@@ -374,7 +323,7 @@ impl FileConfig {
                 max_connections: l.max_connections,
                 ..defaults.limits
             },
-            timeouts: Timeouts::from(&self.timeouts),
+            timeouts: self.timeouts,
             admin_token: None,
         }
     }
@@ -406,7 +355,7 @@ impl FileConfig {
 
     /// The settings a reload cannot change, for comparison with the
     /// running ones.
-    fn startup_only(&self) -> (&str, Placement, &FileLimits, &FileTimeouts, Option<&Path>) {
+    fn startup_only(&self) -> (&str, Placement, &FileLimits, &Timeouts, Option<&Path>) {
         (
             &self.listen,
             self.hash,

@@ -14,6 +14,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::hash::Placement;
 use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES, DEFAULT_VNODES};
 
@@ -53,21 +55,29 @@ impl Default for Limits {
     }
 }
 
-/// How long a connection may take at each stage (see `http::conn`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How long a connection may take at each stage (see `http::conn`). The
+/// config file's `timeouts:` section is this type, each field a duration
+/// such as `10s` or `500ms` (absent fields keep their default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// From a request's first byte to the end of its head (10 s, ample for
     /// any real client; a slow-loris sender is cut off).
+    #[serde(deserialize_with = "duration")]
     pub head: Duration,
     /// From the end of the head to the end of the body (30 s: 1 MiB at
     /// 35 KB/s).
+    #[serde(deserialize_with = "duration")]
     pub body: Duration,
     /// Between requests on a keep-alive connection (60 s, nginx's 75 s
     /// rounded down).
+    #[serde(deserialize_with = "duration")]
     pub idle: Duration,
     /// For one write of replies to make progress (30 s).
+    #[serde(deserialize_with = "duration")]
     pub write: Duration,
     /// For requests under way to finish at shutdown (10 s).
+    #[serde(deserialize_with = "duration")]
     pub shutdown: Duration,
 }
 
@@ -81,6 +91,19 @@ impl Default for Timeouts {
             shutdown: Duration::from_secs(10),
         }
     }
+}
+
+/// Reads a duration written as text (`10s`, `500ms`, `1m`), for the
+/// config file.
+///
+/// # Errors
+///
+/// Text that is not a duration, with an example of one.
+pub fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!("{text:?} is not a duration such as 5s or 1m: {e}"))
+    })
 }
 
 /// One node to run: its name and, when given, its size.
