@@ -1508,7 +1508,9 @@ fn a_killed_server_fails_only_its_keys_and_serves_again_after_restart() {
     let mut redis = start_redis(3);
     let all: Vec<&RedisServer> = redis.iter().collect();
     let timeout = Duration::from_secs(1);
-    let mut server = start_ringcache(&all, &["--redis-timeout", "1s"]);
+    // The health observer would eject the node (tests/redis_health.rs);
+    // here it is kept in the ring, to test the request path's own errors.
+    let mut server = start_ringcache(&all, &["--redis-timeout", "1s", "--eject-after", "1000000"]);
     let keys = numbered_keys(60);
     put_all(&server, &keys);
     let owners = owners_of(&server, &keys);
@@ -1600,7 +1602,11 @@ fn a_paused_server_times_out_only_its_keys_and_serves_again_when_resumed() {
     let redis = start_redis(3);
     let all: Vec<&RedisServer> = redis.iter().collect();
     let timeout = Duration::from_millis(300);
-    let mut server = start_ringcache(&all, &["--redis-timeout", "300ms"]);
+    // As above: no ejection, so the requests meet the hung server.
+    let mut server = start_ringcache(
+        &all,
+        &["--redis-timeout", "300ms", "--eject-after", "1000000"],
+    );
     let keys = numbered_keys(60);
     put_all(&server, &keys);
     let owners = owners_of(&server, &keys);
