@@ -10,20 +10,21 @@
 //! # The topology
 //!
 //! Everything a request needs is one immutable `Topology`, published
-//! through a `crossbeam_epoch::Atomic` exactly as the ring publishes its
-//! tables: the rings in play (the current one first, then older ones whose
-//! keys may not have moved yet), and every node store by id, draining nodes
-//! included. A request pins, loads the topology once, and works from it.
-//! Membership edits are serialized by a mutex, edit the [`Ring`], and publish
-//! a new topology carrying a copy of the new ring table.
+//! through the same `Published` cell as the ring's tables (loads stay
+//! wait-free: one atomic load under a pin): the rings in play (the current
+//! one first, then older ones whose keys may not have moved yet), and every
+//! node store by id, draining nodes included. A request pins, loads the
+//! topology once, and works from it. Membership edits are serialized by a
+//! mutex, edit the [`Ring`], and publish a new topology that shares the
+//! ring's new table.
 //!
 //! # Orderings
 //!
-//! * `publish` swaps the topology with `Release`; requests and the mover load
-//!   it with `Acquire`. The pair makes a topology's contents (its ring tables
-//!   and node list) visible to whoever sees the pointer.
-//! * Retired topologies go to the epoch collector (`defer_destroy`), so a
-//!   request that loaded one may keep using it until it unpins.
+//! * The topology is published through the crate's `Published` cell
+//!   (Release swap, Acquire loads, retirement after an epoch grace period;
+//!   its module holds the safety argument), so a request that loaded one
+//!   may keep using it until it unpins. Its ring tables are the very
+//!   tables the ring published, shared by `Arc`, not copies.
 //! * The grace period the mover waits for before a sweep (see
 //!   [`mover`]) also rests on the epoch protocol: every request
 //!   holds its pin from loading the topology until its store operation is
@@ -781,7 +782,9 @@ fn change<T>(
     let (result, added) = edit(&inner.ring)?;
     let guard = epoch::pin();
     let old = inner.topology(&guard);
-    let table = Arc::new(inner.ring.load(&guard).clone());
+    // Shared with the ring, not copied: a topology holds the very table the
+    // ring published.
+    let table = inner.ring.snapshot();
     let mut rings = Vec::with_capacity(old.rings.len() + 1);
     rings.push(table);
     rings.extend(old.rings.iter().cloned());
