@@ -36,7 +36,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringcache::hash::key_hash;
-use ringcache::node::{MemStore, Store, ENTRY_OVERHEAD};
+use ringcache::node::{MemStore, ENTRY_OVERHEAD};
 
 /// Bytes of every value.
 const VALUE_LEN: usize = 32;

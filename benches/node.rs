@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringcache::hash::key_hash;
-use ringcache::node::{MemStore, Store, ENTRY_OVERHEAD};
+use ringcache::node::{MemStore, ENTRY_OVERHEAD};
 
 /// Entries the node holds at its cap.
 const CAP_ENTRIES: usize = 100_000;

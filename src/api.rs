@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Cluster, ClusterError, NodeStatus, RebalanceStatus};
+use crate::cluster::{Cluster, ClusterError, NodeKind, NodeStatus, RebalanceStatus};
 use crate::hash::Placement;
-use crate::node::SetOutcome;
+use crate::node::{RemoteErrorKind, SetOutcome};
 use crate::ring::{NodeId, RingError};
 use crate::settings::{Limits, Settings};
 
@@ -339,7 +339,10 @@ pub fn route(method: &str, target: &str, limits: &Limits) -> Result<Route, ApiEr
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddNodeBody {
-    name: String,
+    /// Optional for a Redis node (defaults to its address).
+    name: Option<String>,
+    /// `HOST:PORT` of a Redis server; absent for an embedded node.
+    redis: Option<String>,
     vnodes: Option<u32>,
     weight: Option<u32>,
 }
@@ -394,6 +397,8 @@ pub enum Command<'a> {
         name: String,
         /// Its vnode count (ketama: weight).
         vnodes: u32,
+        /// What it is: embedded, or a Redis server.
+        kind: NodeKind,
     },
     /// Change a node's vnode count (ketama: weight).
     SetVnodes(NodeId, u32),
@@ -431,9 +436,27 @@ pub fn command<'a>(
         Route::ListNodes => Command::ListNodes,
         Route::AddNode => {
             let b: AddNodeBody = parse_json(&body, r#"{"name": "cache-3", "vnodes": 160}"#)?;
-            Command::AddNode {
-                name: b.name,
-                vnodes: node_size(settings, b.vnodes, b.weight, Some(settings.default_size()))?,
+            let vnodes = node_size(settings, b.vnodes, b.weight, Some(settings.default_size()))?;
+            match (b.name, b.redis) {
+                (Some(name), None) => Command::AddNode {
+                    name,
+                    vnodes,
+                    kind: NodeKind::Embedded,
+                },
+                (name, Some(addr)) => {
+                    crate::settings::check_redis_addr(&addr).map_err(|e| ApiError::new(400, e))?;
+                    Command::AddNode {
+                        name: name.unwrap_or_else(|| addr.clone()),
+                        vnodes,
+                        kind: NodeKind::Redis(addr),
+                    }
+                }
+                (None, None) => {
+                    return Err(ApiError::new(
+                        400,
+                        r#"give "name" for an embedded node, or "redis": "HOST:PORT" for a Redis server, e.g. {"redis": "10.0.0.5:6379", "vnodes": 160}"#,
+                    ))
+                }
             }
         }
         Route::SetVnodes(id) => {
@@ -509,6 +532,9 @@ struct NodeJson<'a> {
     weight: Option<u32>,
     vnodes: u32,
     state: &'static str,
+    /// The Redis server's `HOST:PORT`; absent for an embedded node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<&'a str>,
     keys: usize,
     bytes: usize,
     max_bytes: usize,
@@ -517,6 +543,8 @@ struct NodeJson<'a> {
     misses: u64,
     evictions: u64,
     expirations: u64,
+    /// Calls to the node's server that failed (0 for embedded nodes).
+    errors: u64,
 }
 
 impl<'a> NodeJson<'a> {
@@ -527,6 +555,7 @@ impl<'a> NodeJson<'a> {
             weight: ketama_weight(placement, n.weight),
             vnodes: n.vnodes,
             state: if n.draining { "draining" } else { "serving" },
+            redis: n.redis.as_deref(),
             keys: n.stats.keys,
             bytes: n.stats.bytes,
             max_bytes: n.stats.max_bytes,
@@ -535,6 +564,7 @@ impl<'a> NodeJson<'a> {
             misses: n.stats.misses,
             evictions: n.stats.evictions,
             expirations: n.stats.expirations,
+            errors: n.stats.errors,
         }
     }
 }
@@ -560,6 +590,10 @@ struct RebalanceJson {
     total_moved: u64,
     total_dropped: u64,
     settled_version: u64,
+    /// Sweeps cut short by a failing node, and the last failure.
+    errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
 }
 
 impl From<RebalanceStatus> for RebalanceJson {
@@ -575,6 +609,8 @@ impl From<RebalanceStatus> for RebalanceJson {
             total_moved: s.total_moved,
             total_dropped: s.total_dropped,
             settled_version: s.settled_version,
+            errors: s.errors,
+            last_error: s.last_error,
         }
     }
 }
@@ -631,16 +667,30 @@ struct RingJson<'a> {
     balance: Option<BalanceJson>,
 }
 
-fn cluster_error(e: &ClusterError) -> Reply {
+/// The reply for a failed cluster call. A node that failed a request is
+/// named in `X-CacheServer-Index` as well as in the message: 504 when its
+/// server did not answer in time, 502 when it refused or failed (as a
+/// gateway reports its upstream).
+fn cluster_error(cluster: &Cluster, e: &ClusterError) -> Reply {
     let status = match e {
         ClusterError::Ring(RingError::UnknownNode(_)) => 404,
         ClusterError::Ring(RingError::DuplicateName(_)) => 409,
         ClusterError::LastNode(_) => 409,
+        ClusterError::ServerTaken { .. } => 409,
         ClusterError::Ring(_) => 400,
         ClusterError::NoNodes => 503,
         ClusterError::Store(_) => 413,
+        ClusterError::Unreachable(_) => 502,
+        ClusterError::NodeFailed { error, .. } => match error.kind {
+            RemoteErrorKind::Timeout => 504,
+            _ => 502,
+        },
     };
-    Reply::error(status, &e.to_string())
+    let mut reply = Reply::error(status, &e.to_string());
+    if let ClusterError::NodeFailed { node, .. } = e {
+        reply.routing = Some((*node, cluster.node_count()));
+    }
+    reply
 }
 
 /// Runs `cmd` against `cluster`. `metrics` renders the Prometheus text.
@@ -659,7 +709,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                     ..Reply::error(404, "no such key")
                 },
             },
-            Err(e) => cluster_error(&e),
+            Err(e) => cluster_error(cluster, &e),
         },
         Command::Put(key, value, ttl) => match cluster.set(key, value, ttl) {
             Ok(s) => {
@@ -670,7 +720,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                 };
                 keyed(status, (s.node, s.node_count), Body::Empty)
             }
-            Err(e) => cluster_error(&e),
+            Err(e) => cluster_error(cluster, &e),
         },
         Command::Delete(key) => match cluster.delete(key) {
             Ok(s) if s.value => keyed(204, (s.node, s.node_count), Body::Empty),
@@ -678,7 +728,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                 routing: Some((s.node, s.node_count)),
                 ..Reply::error(404, "no such key")
             },
-            Err(e) => cluster_error(&e),
+            Err(e) => cluster_error(cluster, &e),
         },
         Command::ListNodes => {
             let nodes = cluster.nodes();
@@ -688,20 +738,24 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                 .collect();
             Reply::json(200, &json)
         }
-        Command::AddNode { name, vnodes } => match cluster.add_node(&name, vnodes) {
-            Ok(id) => match cluster.nodes().iter().find(|n| n.id == id) {
-                Some(n) => Reply::json(201, &NodeJson::new(n, cluster.placement())),
-                None => Reply::error(409, "the node was removed again before it could be listed"),
-            },
-            Err(e) => cluster_error(&e),
-        },
+        Command::AddNode { name, vnodes, kind } => {
+            match cluster.add_node_of(&name, vnodes, &kind) {
+                Ok(id) => match cluster.nodes().iter().find(|n| n.id == id) {
+                    Some(n) => Reply::json(201, &NodeJson::new(n, cluster.placement())),
+                    None => {
+                        Reply::error(409, "the node was removed again before it could be listed")
+                    }
+                },
+                Err(e) => cluster_error(cluster, &e),
+            }
+        }
         Command::SetVnodes(id, vnodes) => match cluster.set_vnodes(id, vnodes) {
             Ok(()) => Reply::json(202, &RebalanceJson::from(cluster.rebalance_status())),
-            Err(e) => cluster_error(&e),
+            Err(e) => cluster_error(cluster, &e),
         },
         Command::RemoveNode(id) => match cluster.remove_node(id) {
             Ok(()) => Reply::json(202, &RebalanceJson::from(cluster.rebalance_status())),
-            Err(e) => cluster_error(&e),
+            Err(e) => cluster_error(cluster, &e),
         },
         Command::Ring => {
             let snap = cluster.ring().pin();
@@ -851,9 +905,26 @@ mod tests {
             command(&Route::AddNode, br#"{"name":"n"}"#.to_vec(), &l),
             Ok(Command::AddNode {
                 name: "n".into(),
-                vnodes: 160
+                vnodes: 160,
+                kind: NodeKind::Embedded,
             })
         );
+        assert_eq!(
+            command(
+                &Route::AddNode,
+                br#"{"redis":"10.0.0.5:6379","vnodes":40}"#.to_vec(),
+                &l
+            ),
+            Ok(Command::AddNode {
+                name: "10.0.0.5:6379".into(),
+                vnodes: 40,
+                kind: NodeKind::Redis("10.0.0.5:6379".into()),
+            })
+        );
+        for bad in [&br#"{"vnodes":40}"#[..], br#"{"redis":"no-port"}"#] {
+            let e = command(&Route::AddNode, bad.to_vec(), &l).unwrap_err();
+            assert_eq!(e.status, 400, "{e:?}");
+        }
         let ketama = Settings {
             hash: crate::hash::Placement::Ketama,
             ..l.clone()
@@ -866,14 +937,16 @@ mod tests {
             ),
             Ok(Command::AddNode {
                 name: "n".into(),
-                vnodes: 3
+                vnodes: 3,
+                kind: NodeKind::Embedded,
             })
         );
         assert_eq!(
             command(&Route::AddNode, br#"{"name":"n"}"#.to_vec(), &ketama),
             Ok(Command::AddNode {
                 name: "n".into(),
-                vnodes: crate::ring::DEFAULT_KETAMA_WEIGHT
+                vnodes: crate::ring::DEFAULT_KETAMA_WEIGHT,
+                kind: NodeKind::Embedded,
             })
         );
         let wrong = [

@@ -67,8 +67,9 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use serde::Deserialize;
 
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, NodeKind};
 use crate::hash::Placement;
+use crate::node::RedisOptions;
 use crate::settings::{Limits, NodeSpec, Settings, SettingsError, Timeouts};
 pub use crate::telemetry::ReloadStats;
 
@@ -155,8 +156,11 @@ impl Default for FileLimits {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FileNode {
-    /// The node's unique name.
-    pub name: String,
+    /// The node's unique name; a Redis node's defaults to its address.
+    pub name: Option<String>,
+    /// `HOST:PORT` of the Redis server this node is; absent for an
+    /// embedded node.
+    pub redis: Option<String>,
     /// Its vnode count (the file's `default_vnodes` when absent); xxh3 only.
     pub vnodes: Option<u32>,
     /// Its ketama weight (1 when absent); `hash: ketama` only.
@@ -192,8 +196,35 @@ pub struct FileConfig {
     /// File holding the admin token (its content, trimmed).
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
+    /// How Redis nodes are reached.
+    #[serde(default)]
+    pub redis: FileRedis,
     /// The nodes, in order.
     pub nodes: Vec<FileNode>,
+}
+
+/// The file's `redis:` section: how every Redis node is reached.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileRedis {
+    /// Prepended to every key stored in Redis.
+    pub prefix: String,
+    /// Longest a call to a server may take (504 after it).
+    #[serde(deserialize_with = "crate::settings::duration")]
+    pub timeout: Duration,
+    /// Connections per server.
+    pub connections: usize,
+}
+
+impl Default for FileRedis {
+    fn default() -> Self {
+        let r = RedisOptions::default();
+        FileRedis {
+            prefix: String::from_utf8_lossy(&r.prefix).into_owned(),
+            timeout: r.timeout,
+            connections: r.connections,
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -293,6 +324,16 @@ impl FileConfig {
                 line: line_of(text, "default_vnodes"),
             });
         }
+        if let Some(i) = self
+            .nodes
+            .iter()
+            .position(|n| n.name.is_none() && n.redis.is_none())
+        {
+            return Err(invalid(format!(
+                "node {} has neither a name nor a redis address; give name: for an embedded node or redis: HOST:PORT for a Redis server",
+                i + 1
+            )));
+        }
         self.settings().validate().map_err(|e| at_line(text, e))
     }
 
@@ -309,9 +350,15 @@ impl FileConfig {
                 .nodes
                 .iter()
                 .map(|n| NodeSpec {
-                    name: n.name.clone(),
+                    // A node without either is refused by `validate`.
+                    name: n
+                        .name
+                        .clone()
+                        .or_else(|| n.redis.clone())
+                        .unwrap_or_default(),
                     vnodes: n.vnodes,
                     weight: n.weight,
+                    redis: n.redis.clone(),
                 })
                 .collect(),
             reload_interval: self.reload_interval,
@@ -325,6 +372,11 @@ impl FileConfig {
             },
             timeouts: self.timeouts,
             admin_token: None,
+            redis: RedisOptions {
+                prefix: self.redis.prefix.clone().into_bytes(),
+                timeout: self.redis.timeout,
+                connections: self.redis.connections,
+            },
         }
     }
 
@@ -355,13 +407,24 @@ impl FileConfig {
 
     /// The settings a reload cannot change, for comparison with the
     /// running ones.
-    fn startup_only(&self) -> (&str, Placement, &FileLimits, &Timeouts, Option<&Path>) {
+    #[allow(clippy::type_complexity)]
+    fn startup_only(
+        &self,
+    ) -> (
+        &str,
+        Placement,
+        &FileLimits,
+        &Timeouts,
+        Option<&Path>,
+        &FileRedis,
+    ) {
         (
             &self.listen,
             self.hash,
             &self.limits,
             &self.timeouts,
             self.admin_token_file.as_deref(),
+            &self.redis,
         )
     }
 }
@@ -380,41 +443,58 @@ pub struct Applied {
 /// Makes the cluster's serving nodes equal `cfg`'s, by name, through the
 /// cluster API: weight changes first, then additions in file order (which
 /// under ketama is server order), then removals (so the cluster never drops
-/// to zero nodes mid-way). The cluster must have been built with the file's
-/// `hash`.
+/// to zero nodes mid-way). A node whose name stays but whose kind changes
+/// (embedded to Redis, or another Redis server) is removed and added again
+/// after the other removals: it is another store, and its keys move. The
+/// cluster must have been built with the file's `hash`.
 ///
 /// # Errors
 ///
 /// The first change the cluster refused; the changes before it stand.
 pub fn apply(cluster: &Cluster, cfg: &Settings) -> Result<Applied, ClusterError> {
-    let running: HashMap<String, (crate::ring::NodeId, u32)> = cluster
-        .ring()
+    let running: HashMap<String, (crate::ring::NodeId, u32, NodeKind)> = cluster
         .nodes()
         .into_iter()
-        .map(|n| (n.name.to_string(), (n.id, n.weight)))
+        .filter(|n| !n.draining)
+        .map(|n| {
+            let kind = match n.redis {
+                Some(addr) => NodeKind::Redis(addr),
+                None => NodeKind::Embedded,
+            };
+            (n.name.to_string(), (n.id, n.weight, kind))
+        })
         .collect();
-    let wanted = cfg.node_sizes();
     let mut applied = Applied::default();
-    for &(name, vnodes) in &wanted {
-        if let Some(&(id, current)) = running.get(name) {
-            if current != vnodes {
-                cluster.set_vnodes(id, vnodes)?;
-                applied.reweighted.push(name.to_owned());
+    let mut replaced = Vec::new();
+    for spec in &cfg.nodes {
+        let size = cfg.size_of(spec);
+        match running.get(&spec.name) {
+            Some((id, _, kind)) if *kind != spec.kind() => replaced.push((*id, spec, size)),
+            Some(&(id, current, _)) if current != size => {
+                cluster.set_vnodes(id, size)?;
+                applied.reweighted.push(spec.name.clone());
             }
+            _ => {}
         }
     }
-    for &(name, vnodes) in &wanted {
-        if !running.contains_key(name) {
-            cluster.add_node(name, vnodes)?;
-            applied.added.push(name.to_owned());
+    for spec in &cfg.nodes {
+        if !running.contains_key(&spec.name) {
+            cluster.add_node_of(&spec.name, cfg.size_of(spec), &spec.kind())?;
+            applied.added.push(spec.name.clone());
         }
     }
-    let keep: HashSet<&str> = wanted.iter().map(|&(n, _)| n).collect();
-    for (name, &(id, _)) in &running {
+    let keep: HashSet<&str> = cfg.nodes.iter().map(|n| n.name.as_str()).collect();
+    for (name, &(id, _, _)) in &running {
         if !keep.contains(name.as_str()) {
             cluster.remove_node(id)?;
             applied.removed.push(name.clone());
         }
+    }
+    for (id, spec, size) in replaced {
+        cluster.remove_node(id)?;
+        cluster.add_node_of(&spec.name, size, &spec.kind())?;
+        applied.removed.push(spec.name.clone());
+        applied.added.push(spec.name.clone());
     }
     Ok(applied)
 }
@@ -487,7 +567,7 @@ fn watch(
         let outcome = FileConfig::parse(&text).and_then(|cfg| {
             if cfg.startup_only() != last.startup_only() {
                 return Err(invalid(
-                    "listen, hash, limits, timeouts and admin_token_file cannot change while running; restart ringcache to change them".into(),
+                    "listen, hash, limits, timeouts, admin_token_file and redis cannot change while running; restart ringcache to change them".into(),
                 ));
             }
             Ok(cfg)

@@ -10,6 +10,7 @@ use clap::Parser;
 use ringcache::cluster::{Cluster, ClusterConfig};
 use ringcache::hash::Placement;
 use ringcache::http::{Listener, Server, ServerConfig};
+use ringcache::node::RedisOptions;
 use ringcache::settings::{node_size, Limits, NodeSpec, Settings, Timeouts};
 
 /// A cache cluster behind one HTTP endpoint: keys are placed on embedded
@@ -26,7 +27,7 @@ struct Cli {
     /// reload_interval and on SIGHUP; a changed file is applied to the
     /// running cluster. Replaces the flags that describe the cluster, which
     /// may not be given with it.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "hash", "nodes", "vnodes", "weight", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes", "max_header_bytes", "max_connections", "head_timeout", "body_timeout", "idle_timeout", "write_timeout", "shutdown_timeout"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "hash", "nodes", "vnodes", "weight", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes", "max_header_bytes", "max_connections", "head_timeout", "body_timeout", "idle_timeout", "write_timeout", "shutdown_timeout", "redis", "redis_prefix", "redis_timeout", "redis_connections"])]
     config: Option<std::path::PathBuf>,
 
     /// Address to listen on (host:port). Keep it on loopback unless a proxy
@@ -34,9 +35,30 @@ struct Cli {
     #[arg(long, default_value_t = DEFAULTS.with(|d| d.listen.clone()), value_name = "ADDR")]
     listen: String,
 
-    /// Cache nodes to start with, named cache-0, cache-1, ...
-    #[arg(long, default_value_t = DEFAULTS.with(|d| d.nodes.len() as u32), value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
+    /// Embedded cache nodes to start with, named cache-0, cache-1, ...
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.nodes.len() as u32), value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N", conflicts_with = "redis")]
     nodes: u32,
+
+    /// A Redis server as a cache node, named by its address (repeat for
+    /// each server; replaces --nodes). Values are plain Redis strings under
+    /// the key (after --redis-prefix); the server's maxmemory governs
+    /// memory.
+    #[arg(long, value_name = "HOST:PORT")]
+    redis: Vec<String>,
+
+    /// Prefix of every key stored in Redis, so ringcache can share a server
+    /// with other data (relocation scans only keys with the prefix).
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    redis_prefix: String,
+
+    /// Longest a call to a Redis server may take, from waiting for a
+    /// connection to the last reply byte; the request gets 504 after it.
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.redis.timeout.into()), value_name = "DURATION")]
+    redis_timeout: humantime::Duration,
+
+    /// Connections to each Redis server; a call uses one at a time.
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.redis.connections), value_name = "N")]
+    redis_connections: usize,
 
     /// How keys are placed: xxh3 (ringcache's own, with vnodes) or ketama
     /// (libmemcached's and twemproxy's weighted ketama, with weights; agrees
@@ -137,13 +159,31 @@ impl Cli {
             listen: self.listen.clone(),
             hash: self.hash,
             default_vnodes: self.vnodes.unwrap_or(defaults.default_vnodes),
-            nodes: (0..self.nodes)
-                .map(|i| NodeSpec {
-                    name: format!("cache-{i}"),
-                    vnodes: size.filter(|_| self.hash == Placement::Xxh3),
-                    weight: size.filter(|_| self.hash == Placement::Ketama),
-                })
-                .collect(),
+            nodes: if self.redis.is_empty() {
+                (0..self.nodes)
+                    .map(|i| NodeSpec {
+                        name: format!("cache-{i}"),
+                        vnodes: size.filter(|_| self.hash == Placement::Xxh3),
+                        weight: size.filter(|_| self.hash == Placement::Ketama),
+                        redis: None,
+                    })
+                    .collect()
+            } else {
+                self.redis
+                    .iter()
+                    .map(|addr| NodeSpec {
+                        name: addr.clone(),
+                        vnodes: size.filter(|_| self.hash == Placement::Xxh3),
+                        weight: size.filter(|_| self.hash == Placement::Ketama),
+                        redis: Some(addr.clone()),
+                    })
+                    .collect()
+            },
+            redis: RedisOptions {
+                prefix: self.redis_prefix.clone().into_bytes(),
+                timeout: self.redis_timeout.into(),
+                connections: self.redis_connections,
+            },
             limits: Limits {
                 max_key_bytes: self.max_key_bytes,
                 max_value_bytes: self.max_value_bytes,
@@ -175,6 +215,9 @@ fn flag_error(message: String) -> String {
         ("node_max_bytes", "--node-max-bytes"),
         ("max_header_bytes", "--max-header-bytes"),
         ("max_connections", "--max-connections"),
+        ("Redis command timeout", "--redis-timeout"),
+        ("Redis connections per server", "--redis-connections"),
+        ("Redis key prefix", "--redis-prefix"),
     ]
     .iter()
     .fold(message, |m, (field, flag)| m.replace(field, flag))
@@ -319,6 +362,7 @@ fn serve(
     let cluster = Cluster::new(ClusterConfig {
         node_max_bytes: settings.limits.node_max_bytes,
         placement: settings.hash,
+        redis: settings.redis.clone(),
         ..ClusterConfig::default()
     });
     ringcache::config::apply(&cluster, &settings)

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cluster::NodeKind;
 use crate::hash::Placement;
+use crate::node::RedisOptions;
 use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES, DEFAULT_VNODES};
 
 /// Request, memory and connection limits.
@@ -106,7 +108,7 @@ pub fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::E
     })
 }
 
-/// One node to run: its name and, when given, its size.
+/// One node to run: its name, what it is and, when given, its size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeSpec {
     /// The node's unique name.
@@ -115,16 +117,49 @@ pub struct NodeSpec {
     pub vnodes: Option<u32>,
     /// Its ketama weight (ketama); the default when neither is given.
     pub weight: Option<u32>,
+    /// `HOST:PORT` of the Redis server it is; `None` for an embedded node.
+    pub redis: Option<String>,
 }
 
 impl NodeSpec {
-    /// A node of the default size.
+    /// An embedded node of the default size.
     pub fn named(name: impl Into<String>) -> NodeSpec {
         NodeSpec {
             name: name.into(),
             vnodes: None,
             weight: None,
+            redis: None,
         }
+    }
+
+    /// What the node is.
+    pub fn kind(&self) -> NodeKind {
+        match &self.redis {
+            None => NodeKind::Embedded,
+            Some(addr) => NodeKind::Redis(addr.clone()),
+        }
+    }
+}
+
+/// Checks that `addr` is a Redis server address: `HOST:PORT` with a port
+/// from 1 to 65535 (an IPv6 host in brackets: `[::1]:6379`). Whether it
+/// resolves and answers is checked when the node is added.
+///
+/// # Errors
+///
+/// What is wrong, with an example.
+pub fn check_redis_addr(addr: &str) -> Result<(), String> {
+    let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "Redis server address {addr:?} is not HOST:PORT (for example 127.0.0.1:6379)"
+        ))
     }
 }
 
@@ -148,6 +183,8 @@ pub struct Settings {
     /// When set, membership-changing routes need `Authorization: Bearer`
     /// with this token.
     pub admin_token: Option<String>,
+    /// How Redis nodes are reached (prefix, timeout, connections).
+    pub redis: RedisOptions,
 }
 
 impl Default for Settings {
@@ -165,6 +202,7 @@ impl Default for Settings {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             admin_token: None,
+            redis: RedisOptions::default(),
         }
     }
 }
@@ -251,14 +289,17 @@ impl Settings {
     pub fn node_sizes(&self) -> Vec<(&str, u32)> {
         self.nodes
             .iter()
-            .map(|n| {
-                let size = node_size(self.hash, n.vnodes, n.weight)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(self.default_size());
-                (n.name.as_str(), size)
-            })
+            .map(|n| (n.name.as_str(), self.size_of(n)))
             .collect()
+    }
+
+    /// A node's size (its vnodes under xxh3, its weight under ketama), the
+    /// default when it gives none. Call after [`Settings::validate`].
+    pub fn size_of(&self, node: &NodeSpec) -> u32 {
+        node_size(self.hash, node.vnodes, node.weight)
+            .ok()
+            .flatten()
+            .unwrap_or(self.default_size())
     }
 
     /// Checks every setting and how they fit together.
@@ -309,6 +350,43 @@ impl Settings {
                     format!("node {:?} is listed twice; names must be unique", n.name),
                 ));
             }
+            if let Some(addr) = &n.redis {
+                check_redis_addr(addr).map_err(|why| refuse(format!("node:{}", n.name), why))?;
+                if self
+                    .nodes
+                    .iter()
+                    .filter(|m| m.redis.as_deref() == Some(addr))
+                    .count()
+                    > 1
+                {
+                    return Err(refuse(
+                        format!("duplicate:{addr}"),
+                        format!("Redis server {addr} is listed twice; one server can back only one node"),
+                    ));
+                }
+            }
+        }
+        let r = &self.redis;
+        if r.timeout.is_zero() {
+            return Err(refuse(
+                "redis",
+                "the Redis command timeout must be positive",
+            ));
+        }
+        if !(1..=1024).contains(&r.connections) {
+            return Err(refuse(
+                "redis",
+                format!(
+                    "Redis connections per server must be from 1 to 1024, got {}",
+                    r.connections
+                ),
+            ));
+        }
+        if r.prefix.len() > 1024 {
+            return Err(refuse(
+                "redis",
+                "the Redis key prefix must be at most 1024 bytes",
+            ));
         }
         if self.reload_interval < Duration::from_millis(50) {
             return Err(refuse(
@@ -402,6 +480,20 @@ mod tests {
             .contains("give weight"));
         assert!(node_size(Placement::Xxh3, Some(0), None).is_err());
         assert!(node_size(Placement::Ketama, None, Some(DEFAULT_MAX_VNODES + 1)).is_err());
+    }
+
+    #[test]
+    fn redis_addresses_are_host_and_port() {
+        for ok in ["127.0.0.1:6379", "cache-a:7000", "[::1]:6379"] {
+            check_redis_addr(ok).unwrap();
+        }
+        for bad in ["127.0.0.1", ":6379", "h:0", "h:70000", "h:port", "a b:1"] {
+            assert!(check_redis_addr(bad).is_err(), "{bad}");
+        }
+        let mut s = Settings::default();
+        s.nodes[0].redis = Some("127.0.0.1:6379".into());
+        s.nodes[1].redis = Some("127.0.0.1:6379".into());
+        assert!(s.validate().unwrap_err().message.contains("listed twice"));
     }
 
     #[test]

@@ -208,7 +208,7 @@ type NodeSeries = (&'static str, &'static str, fn(&NodeStatus) -> f64);
 /// The per-node series. Points on the ring sit beside the configured
 /// weight they follow from (equal under xxh3; under ketama points follow
 /// all weights).
-const NODE_SERIES: [NodeSeries; 11] = [
+const NODE_SERIES: [NodeSeries; 13] = [
     ("ringcache_node_keys", "gauge", |n| n.stats.keys as f64),
     ("ringcache_node_bytes", "gauge", |n| n.stats.bytes as f64),
     ("ringcache_node_max_bytes", "gauge", |n| {
@@ -231,6 +231,14 @@ const NODE_SERIES: [NodeSeries; 11] = [
     }),
     ("ringcache_node_expirations_total", "counter", |n| {
         n.stats.expirations as f64
+    }),
+    // Calls to a Redis node's server that failed (refused, error reply,
+    // timeout); 0 for embedded nodes.
+    ("ringcache_node_errors_total", "counter", |n| {
+        n.stats.errors as f64
+    }),
+    ("ringcache_node_remote", "gauge", |n| {
+        f64::from(u8::from(n.redis.is_some()))
     }),
 ];
 

@@ -43,7 +43,7 @@ fn locations(cluster: &Cluster) -> HashMap<Vec<u8>, NodeId> {
         let store = cluster.store(n.id).unwrap();
         let mut cursor = Some(0);
         while let Some(c) = cursor {
-            let page = store.scan(c, &|_| true);
+            let page = store.scan(c, &|_| true).unwrap();
             for (_, k) in page.keys {
                 assert!(at.insert(k.to_vec(), n.id).is_none(), "{k:?} stored twice");
             }
@@ -202,4 +202,24 @@ fn ketama_changes_move_exactly_the_keys_whose_owner_changed() {
     let first = cluster.nodes()[0].id;
     check_change(&cluster, || cluster.remove_node(first).unwrap());
     assert_eq!(cluster.node_count(), 4);
+}
+
+/// `keys_scanned` counts each key once per sweep, also the keys moved onto
+/// a node the sweep reaches after their old one (it once said 320 for 300
+/// keys).
+#[test]
+fn a_sweep_counts_each_key_once() {
+    let cluster = Cluster::with_nodes(ClusterConfig::default(), "cache", 3, 160).unwrap();
+    for i in 0..300 {
+        cluster.set(&key(i), key(i), None).unwrap();
+    }
+    let sweeps = cluster.rebalance_status().sweeps;
+    // A new node sorts last, so every key moved to it is examined twice:
+    // once where it was, once on the new node.
+    cluster.add_node("cache-3", 160).unwrap();
+    assert!(cluster.wait_rebalanced(Duration::from_secs(30)));
+    let s = cluster.rebalance_status();
+    assert_eq!(s.sweeps - sweeps, 1, "one change, one sweep: {s:?}");
+    assert!(s.keys_moved > 0, "{s:?}");
+    assert_eq!(s.keys_scanned, 300, "{s:?}");
 }

@@ -277,7 +277,7 @@ fn relocation_keeps_every_acknowledged_write_under_churn() {
         let store = cluster.store(n.id).unwrap();
         let mut cursor = Some(0);
         while let Some(c) = cursor {
-            let page = store.scan(c, &|_| true);
+            let page = store.scan(c, &|_| true).unwrap();
             for (_, k) in page.keys {
                 assert_eq!(
                     snap.lookup(&k),

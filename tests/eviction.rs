@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use ringcache::cluster::{Cluster, ClusterConfig};
 use ringcache::hash::key_hash;
-use ringcache::node::{MemStore, Store, ENTRY_OVERHEAD};
+use ringcache::node::{MemStore, ENTRY_OVERHEAD};
 
 fn put(node: &MemStore, key: &[u8], len: usize) {
     node.set(key_hash(key), key, vec![key.len() as u8; len].into(), None)
@@ -155,7 +155,7 @@ fn draining_into_a_full_node_keeps_recent_keys_and_counts_every_drop() {
 
     let survivors = |keys: &[String]| {
         keys.iter()
-            .filter(|k| store_b.export(k.as_bytes()).is_some())
+            .filter(|k| store_b.export(k.as_bytes()).unwrap().is_some())
             .count()
     };
     let (old_left, recent_left) = (survivors(&old), survivors(&recent));

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringcache::hash::key_hash;
-use ringcache::node::{MemStore, SetOutcome, Store, StoreError, Value, ENTRY_OVERHEAD};
+use ringcache::node::{MemStore, SetOutcome, StoreError, Value, ENTRY_OVERHEAD};
 
 /// `Store::set` with the key's xxh3 placement hash, as a cluster would
 /// route it (the store itself never hashes keys).

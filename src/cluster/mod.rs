@@ -30,6 +30,7 @@
 //!   done.
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,7 +44,10 @@ pub use mover::RebalanceStatus;
 
 use topology::{Inner, NodeSlot, Topology};
 
-use crate::node::{MemStore, NodeStats, SetOutcome, Store, StoreError, Value};
+use crate::node::{
+    MemStore, NodeStats, RedisOptions, RedisStore, RemoteError, SetOutcome, Store, StoreError,
+    Value,
+};
 use crate::ring::{NodeId, Placement, Ring, RingError};
 
 /// How many rings may be in play before a membership change waits for the
@@ -65,8 +69,11 @@ pub struct ClusterConfig {
     pub max_vnodes: u32,
     /// How the ring places keys; fixed for the cluster's life.
     pub placement: Placement,
-    /// How often the sweeper reclaims expired entries.
+    /// How often the sweeper reclaims expired entries (and remote nodes
+    /// refresh their counters).
     pub sweep_interval: Duration,
+    /// How Redis nodes are reached.
+    pub redis: RedisOptions,
 }
 
 impl Default for ClusterConfig {
@@ -77,6 +84,7 @@ impl Default for ClusterConfig {
             max_vnodes: crate::ring::DEFAULT_MAX_VNODES,
             placement: Placement::Xxh3,
             sweep_interval: Duration::from_secs(1),
+            redis: RedisOptions::default(),
         }
     }
 }
@@ -92,6 +100,23 @@ pub enum ClusterError {
     NoNodes,
     /// The owning node refused the write.
     Store(StoreError),
+    /// A new node's server did not answer.
+    Unreachable(RemoteError),
+    /// A new node's server already is node `node`.
+    ServerTaken {
+        /// The server's address as given.
+        addr: String,
+        /// The node that already is that server.
+        node: NodeId,
+    },
+    /// A node the request needed could not answer: its server refused,
+    /// failed or timed out.
+    NodeFailed {
+        /// The node.
+        node: NodeId,
+        /// What its server did.
+        error: RemoteError,
+    },
 }
 
 impl fmt::Display for ClusterError {
@@ -104,6 +129,12 @@ impl fmt::Display for ClusterError {
             ),
             ClusterError::NoNodes => write!(f, "the cluster has no cache nodes; add one first"),
             ClusterError::Store(e) => e.fmt(f),
+            ClusterError::NodeFailed { node, error } => write!(f, "cache node {node}: {error}"),
+            ClusterError::Unreachable(error) => write!(f, "cannot add the node: {error}"),
+            ClusterError::ServerTaken { addr, node } => write!(
+                f,
+                "Redis server {addr} already is node {node}; one server can back only one node"
+            ),
         }
     }
 }
@@ -116,10 +147,22 @@ impl From<RingError> for ClusterError {
     }
 }
 
-impl From<StoreError> for ClusterError {
-    fn from(e: StoreError) -> Self {
-        ClusterError::Store(e)
-    }
+/// A store call's result, with a remote failure attributed to `node`.
+#[inline]
+fn node_call<T>(node: NodeId, result: Result<T, StoreError>) -> Result<T, ClusterError> {
+    result.map_err(|e| match e {
+        StoreError::Remote(error) => ClusterError::NodeFailed { node, error },
+        e => ClusterError::Store(e),
+    })
+}
+
+/// What a new cache node is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A store inside this process ([`MemStore`]).
+    Embedded,
+    /// A Redis server at `HOST:PORT` ([`RedisStore`]).
+    Redis(String),
 }
 
 /// A request's result with the routing facts the server puts in headers.
@@ -152,6 +195,8 @@ pub struct NodeStatus {
     pub draining: bool,
     /// Its store's counters.
     pub stats: NodeStats,
+    /// Its Redis server's address; `None` for an embedded node.
+    pub redis: Option<String>,
 }
 
 /// A cache cluster: nodes placed on a consistent hash ring, with live
@@ -233,53 +278,96 @@ impl Cluster {
 
     /// Reads `key`.
     ///
-    /// Takes no lock and never waits. While a migration runs, a miss on the
-    /// owner falls back to the key's owners under the older rings in play,
-    /// then asks the owner once more (the mover copies to the new owner
-    /// before it removes from the old one, so a key moved between the two
-    /// reads is found by the second). On any miss, if the topology changed
-    /// during the read, it starts over on the new one, at most
-    /// `READ_RETRIES` times.
+    /// Takes no lock and never waits on another request. While a migration
+    /// runs, a miss on the owner falls back to the key's owners under the
+    /// older rings in play, then asks the owner once more (the mover copies
+    /// to the new owner before it removes from the old one, so a key moved
+    /// between the two reads is found by the second). On any miss, if the
+    /// topology changed during the read, it starts over on the new one, at
+    /// most `READ_RETRIES` times.
     ///
     /// # Errors
     ///
-    /// [`ClusterError::NoNodes`] on an empty cluster.
+    /// [`ClusterError::NoNodes`] on an empty cluster;
+    /// [`ClusterError::NodeFailed`] if a node the read needs (the owner, or
+    /// during a migration an older owner) cannot answer.
     pub fn get(&self, key: &[u8]) -> Result<Served<Option<Value>>, ClusterError> {
         let hash = self.inner.config.placement.key_hash(key);
-        let guard = epoch::pin();
-        let mut topo = self.inner.topology(&guard);
+        {
+            let guard = epoch::pin();
+            let topo = self.inner.topology(&guard);
+            if !topo.remote {
+                // Embedded nodes only: the whole read under one pin. A
+                // retry that finds a remote node on the newer topology
+                // starts over below, off the pin.
+                let latest = || {
+                    let t = self.inner.topology(&guard);
+                    (!t.remote).then_some(t)
+                };
+                if let Some(read) = self.read(topo, hash, key, latest) {
+                    return read;
+                }
+            }
+        }
+        let held = self.inner.topology(&epoch::pin()).hold();
+        let latest = || Some(self.inner.topology(&epoch::pin()).hold());
+        self.read(held, hash, key, latest)
+            .expect("a held topology is always usable")
+    }
+
+    /// The read of [`Cluster::get`] from `topo`; `latest` loads the newest
+    /// topology, or `None` if it cannot be used the way `topo` is (then
+    /// this returns `None`).
+    fn read<T: Deref<Target = Topology>>(
+        &self,
+        mut topo: T,
+        hash: u64,
+        key: &[u8],
+        mut latest: impl FnMut() -> Option<T>,
+    ) -> Option<Result<Served<Option<Value>>, ClusterError>> {
         let mut attempt = 0;
         loop {
-            let (owner, node_count) = Self::route(topo, hash)?;
+            let (owner, node_count) = match Self::route(&topo, hash) {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+            let found = (|| {
+                if let Some(v) = node_call(owner, topo.store(owner).get(key))? {
+                    return Ok(Some((v, owner)));
+                }
+                if topo.migrating() {
+                    for old in topo.previous_owners(hash, owner) {
+                        if let Some(v) = node_call(old, topo.store(old).export(key))? {
+                            return Ok(Some((v.value, old)));
+                        }
+                    }
+                    if let Some(v) = node_call(owner, topo.store(owner).export(key))? {
+                        return Ok(Some((v.value, owner)));
+                    }
+                }
+                Ok(None)
+            })();
             let served = |value, node| Served {
                 value,
                 node,
                 node_count,
             };
-            if let Some(v) = topo.store(owner).get(key) {
-                return Ok(served(Some(v), owner));
-            }
-            if topo.migrating() {
-                for old in topo.previous_owners(hash, owner) {
-                    if let Some(v) = topo.store(old).export(key) {
-                        return Ok(served(Some(v.value), old));
-                    }
-                }
-                if let Some(v) = topo.store(owner).export(key) {
-                    return Ok(served(Some(v.value), owner));
-                }
+            match found {
+                Ok(Some((v, node))) => return Some(Ok(served(Some(v), node))),
+                Err(e) => return Some(Err(e)),
+                Ok(None) => {}
             }
             // A miss is only trusted if the topology did not change during
             // the read: a writer on a newer (migrating) topology may have
             // written the key to a new owner and deleted the copy this read
             // looked at (regression test: tests/cluster_stress.rs, which
             // caught a read on a settled topology missing exactly that way).
-            let latest = self.inner.topology(&guard);
+            let newest = latest()?;
             attempt += 1;
-            if latest.generation == topo.generation || attempt > READ_RETRIES {
-                return Ok(served(None, owner));
+            if newest.generation == topo.generation || attempt > READ_RETRIES {
+                return Some(Ok(served(None, owner)));
             }
-            topo = latest;
+            topo = newest;
         }
     }
 
@@ -291,8 +379,11 @@ impl Cluster {
     ///
     /// # Errors
     ///
-    /// [`ClusterError::NoNodes`], or [`ClusterError::Store`] if the entry is
-    /// larger than a node's whole memory cap.
+    /// [`ClusterError::NoNodes`]; [`ClusterError::Store`] if the entry is
+    /// larger than a node's whole memory cap; [`ClusterError::NodeFailed`]
+    /// if the owner (or, during a migration, an older owner whose stale
+    /// copy must go) cannot answer. After that error the write may or may
+    /// not have landed, as with any timed-out request.
     pub fn set(
         &self,
         key: &[u8],
@@ -304,12 +395,13 @@ impl Cluster {
         let hash = self.inner.config.placement.key_hash(key);
         self.write(
             hash,
-            |owner| Ok(owner.set(hash, key, value, expires_at)?),
+            |owner| owner.set(hash, key, value.clone(), expires_at),
             // A live older copy means the key existed: this set replaced it.
             |old, outcome| {
-                if old.delete(key) {
+                if old.delete(key)? {
                     *outcome = SetOutcome::Replaced;
                 }
+                Ok(())
             },
         )
     }
@@ -323,53 +415,70 @@ impl Cluster {
     ///
     /// # Errors
     ///
-    /// [`ClusterError::NoNodes`] on an empty cluster.
+    /// [`ClusterError::NoNodes`] on an empty cluster;
+    /// [`ClusterError::NodeFailed`] as for [`Cluster::set`]: a delete that
+    /// could not reach every copy is not acknowledged.
     pub fn delete(&self, key: &[u8]) -> Result<Served<bool>, ClusterError> {
         self.write(
             self.inner.config.placement.key_hash(key),
-            |owner| Ok(owner.delete(key)),
-            |old, existed| *existed |= old.delete(key),
+            |owner| owner.delete(key),
+            |old, existed| {
+                *existed |= old.delete(key)?;
+                Ok(())
+            },
         )
     }
 
     /// Runs a write (`op` on the key's owner) by the protocol of
     /// [`mover`]: lock-free outside a migration, holding the pin
-    /// until the write is done (the mover's grace period relies on it);
-    /// during one, under the key's stripe lock with the topology loaded under
+    /// until the write is done (the mover's grace period relies on it), or
+    /// for a cluster with remote nodes a [`topology::Held`] copy; during a
+    /// migration, under the key's stripe lock with the topology loaded under
     /// it, then `cleanup` on each owner under the older rings in play, so no
     /// older copy can be read or moved back afterwards.
     fn write<T>(
         &self,
         hash: u64,
-        op: impl FnOnce(&dyn Store) -> Result<T, ClusterError>,
-        mut cleanup: impl FnMut(&dyn Store, &mut T),
+        op: impl Fn(&dyn Store) -> Result<T, StoreError>,
+        cleanup: impl Fn(&dyn Store, &mut T) -> Result<(), StoreError>,
     ) -> Result<Served<T>, ClusterError> {
-        {
+        let on = |topo: &Topology| -> Result<Served<T>, ClusterError> {
+            let (owner, node_count) = Self::route(topo, hash)?;
+            let mut value = node_call(owner, op(topo.store(owner)))?;
+            for old in topo.previous_owners(hash, owner) {
+                node_call(old, cleanup(topo.store(old), &mut value))?;
+            }
+            Ok(Served {
+                value,
+                node: owner,
+                node_count,
+            })
+        };
+        let held = {
             let guard = epoch::pin();
             let topo = self.inner.topology(&guard);
             if !topo.migrating() {
-                let (owner, node_count) = Self::route(topo, hash)?;
-                let value = op(topo.store(owner))?;
-                return Ok(Served {
-                    value,
-                    node: owner,
-                    node_count,
-                });
+                if !topo.remote {
+                    return on(topo);
+                }
+                Some(topo.hold())
+            } else {
+                None
             }
+        };
+        if let Some(held) = held {
+            return on(&held);
         }
-        let _stripe = self.inner.stripe(hash).lock();
-        let guard = epoch::pin();
-        let topo = self.inner.topology(&guard);
-        let (owner, node_count) = Self::route(topo, hash)?;
-        let mut value = op(topo.store(owner))?;
-        for old in topo.previous_owners(hash, owner) {
-            cleanup(topo.store(old), &mut value);
-        }
-        Ok(Served {
-            value,
-            node: owner,
-            node_count,
-        })
+        let _stripe = self.inner.lock_stripe(Inner::stripe_index(hash));
+        let held = {
+            let guard = epoch::pin();
+            let topo = self.inner.topology(&guard);
+            if !topo.remote {
+                return on(topo);
+            }
+            topo.hold()
+        };
+        on(&held)
     }
 
     /// How many nodes are in the current ring (`X-CacheServer-Count`).
@@ -378,9 +487,10 @@ impl Cluster {
         self.inner.topology(&guard).current().node_count()
     }
 
-    /// Adds a node of weight `vnodes`: its vnode count under xxh3, its
-    /// ketama weight under ketama (see [`Ring::add_node`]). Returns at once; the keys it now
-    /// owns move in the background (see [`Cluster::rebalance_status`]).
+    /// Adds an embedded node of weight `vnodes`: its vnode count under
+    /// xxh3, its ketama weight under ketama (see [`Ring::add_node`]).
+    /// Returns at once; the keys it now owns move in the background (see
+    /// [`Cluster::rebalance_status`]).
     ///
     /// **Locking behaviour:** takes the membership mutex; may wait while
     /// more than a few changes are already queued for the mover.
@@ -389,9 +499,45 @@ impl Cluster {
     ///
     /// [`ClusterError::Ring`] as [`Ring::add_node`] refuses.
     pub fn add_node(&self, name: &str, vnodes: u32) -> Result<NodeId, ClusterError> {
+        self.add_node_of(name, vnodes, &NodeKind::Embedded)
+    }
+
+    /// Adds a node of the given kind, as [`Cluster::add_node`]. A Redis
+    /// node's server must answer `PING` first: this blocks for up to the
+    /// command timeout, so call it off the request path.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::add_node`]; for a Redis node also
+    /// [`ClusterError::Unreachable`] if its server does not answer, and
+    /// [`ClusterError::ServerTaken`] if another node already is that
+    /// server (two nodes on one server would each take the other's keys for
+    /// strays and move them onto themselves, deleting them).
+    pub fn add_node_of(
+        &self,
+        name: &str,
+        vnodes: u32,
+        kind: &NodeKind,
+    ) -> Result<NodeId, ClusterError> {
+        let store: Arc<dyn Store> = match kind {
+            NodeKind::Embedded => Arc::new(MemStore::new(self.inner.config.node_max_bytes)),
+            NodeKind::Redis(addr) => {
+                self.check_server_free(addr)?;
+                Arc::new(
+                    RedisStore::connect(addr, &self.inner.config.redis, self.placement())
+                        .map_err(ClusterError::Unreachable)?,
+                )
+            }
+        };
         self.change(|ring| {
             let id = ring.add_node(name, vnodes)?;
-            log::info!("node {id} ({name:?}) joins with {}", self.size_text(vnodes));
+            match store.remote_addr() {
+                None => log::info!("node {id} ({name:?}) joins with {}", self.size_text(vnodes)),
+                Some(addr) => log::info!(
+                    "node {id} ({name:?}, Redis server {addr}) joins with {}",
+                    self.size_text(vnodes)
+                ),
+            }
             Ok((
                 id,
                 Some(NodeSlot {
@@ -400,10 +546,33 @@ impl Cluster {
                     weight: vnodes,
                     // Set from the ring's count by `change`.
                     vnodes: 0,
-                    store: Arc::new(MemStore::new(self.inner.config.node_max_bytes)),
+                    store,
                 }),
             ))
         })
+    }
+
+    /// Refuses `addr` if a node (member or draining) already is that server,
+    /// comparing resolved socket addresses, so `localhost:6379` and
+    /// `127.0.0.1:6379` are one server.
+    fn check_server_free(&self, addr: &str) -> Result<(), ClusterError> {
+        use std::net::ToSocketAddrs;
+        let resolve = |a: &str| -> Vec<std::net::SocketAddr> {
+            a.to_socket_addrs().map(|i| i.collect()).unwrap_or_default()
+        };
+        let wanted = resolve(addr);
+        let taken = self.nodes().into_iter().find(|n| {
+            n.redis.as_deref().is_some_and(|other| {
+                other == addr || resolve(other).iter().any(|a| wanted.contains(a))
+            })
+        });
+        match taken {
+            Some(n) => Err(ClusterError::ServerTaken {
+                addr: addr.to_string(),
+                node: n.id,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Removes node `id` from the ring at once; it drains in the background
@@ -535,6 +704,7 @@ impl Cluster {
                     share: member.map_or(0.0, |s| s.share),
                     draining: member.is_none(),
                     stats: slot.store.stats(),
+                    redis: slot.store.remote_addr().map(String::from),
                 }
             })
             .collect()

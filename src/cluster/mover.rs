@@ -87,14 +87,18 @@ use crossbeam_epoch as epoch;
 use parking_lot::{Condvar, Mutex};
 
 use super::topology::{Inner, NodeSlot};
-use crate::node::{ImportOutcome, Key};
+use crate::node::{ImportOutcome, Key, MovedEntry, StoreError};
+use crate::ring::NodeId;
 
 /// Where relocation stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RebalanceStatus {
     /// True from a membership change until its keys have all moved.
     pub active: bool,
-    /// Keys examined by the current (or last) run.
+    /// Keys examined by the current (or last) run: each key once per sweep
+    /// (a key moved onto a node the sweep has yet to reach is not counted
+    /// again there). A run of several sweeps counts each of them; a Redis
+    /// `SCAN` may also return a key twice, which counts twice.
     pub keys_scanned: u64,
     /// Keys moved by the current (or last) run.
     pub keys_moved: u64,
@@ -121,6 +125,12 @@ pub struct RebalanceStatus {
     pub total_moved: u64,
     /// Ring version the mover last brought every key to.
     pub settled_version: u64,
+    /// Sweeps cut short because a node failed (a remote server that
+    /// refused, failed or timed out), since the cluster was created. The
+    /// sweep starts again after a pause; keys wait where they are.
+    pub errors: u64,
+    /// The last such failure.
+    pub last_error: Option<String>,
 }
 
 struct ProgressState {
@@ -213,6 +223,13 @@ impl Progress {
                 break;
             }
         }
+    }
+
+    /// Records a sweep cut short by `error`.
+    fn record_error(&self, error: &StoreError) {
+        let mut s = self.state.lock();
+        s.status.errors += 1;
+        s.status.last_error = Some(error.to_string());
     }
 
     /// Stops the background threads.
@@ -310,100 +327,232 @@ fn grace_period(progress: &Progress) -> bool {
     true
 }
 
-/// The mover thread: one sweep per batch of requests, until shutdown.
+/// The mover thread: one sweep per batch of requests, until shutdown. A
+/// sweep that a node's failure cut short is started again after a pause
+/// that doubles up to [`MAX_RETRY_PAUSE`]: a migration cannot end while keys
+/// it must move sit on a node that does not answer.
 fn run_mover(inner: &Inner) {
-    while inner.progress.wait_for_request() {
+    let mut retry: Option<Duration> = None;
+    loop {
+        match retry {
+            Some(pause) => {
+                if !inner.progress.sleep(pause) {
+                    return;
+                }
+            }
+            None => {
+                if !inner.progress.wait_for_request() {
+                    return;
+                }
+            }
+        }
         // The sweep's starting point, and the requests it covers, read
         // together: changes publish and request under the membership mutex.
-        let (start_version, nodes, covered) = {
+        let (start_version, generation, nodes, covered) = {
             let _m = inner.membership.lock();
             let guard = epoch::pin();
             let topo = inner.topology(&guard);
             let covered = inner.progress.requested();
-            (topo.current().version(), topo.nodes.clone(), covered)
+            (
+                topo.current().version(),
+                topo.generation,
+                topo.nodes.clone(),
+                covered,
+            )
         };
-        if !grace_period(&inner.progress) {
+        if !grace_period(&inner.progress)
+            || !inner.wait_for_held(generation, || inner.progress.is_shut_down())
+        {
             return;
         }
+        let mut failure = None;
+        let order: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
         for slot in &nodes {
-            sweep_node(inner, slot);
+            if let Err(e) = sweep_node(inner, slot, &order) {
+                log::warn!(
+                    "relocation: node {} ({}): {e}; its keys will be tried again",
+                    slot.id,
+                    slot.name
+                );
+                inner.progress.record_error(&e);
+                failure.get_or_insert(e);
+            }
             if inner.progress.is_shut_down() {
                 return;
             }
         }
-        finish_sweep(inner, start_version, covered);
+        retry = match failure {
+            None => {
+                finish_sweep(inner, start_version, covered);
+                None
+            }
+            Some(_) => Some(
+                retry
+                    .map_or(FIRST_RETRY_PAUSE, |p| p * 2)
+                    .min(MAX_RETRY_PAUSE),
+            ),
+        };
     }
 }
 
+/// The first pause before a sweep cut short by a failing node starts again.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The longest such pause.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// Keys moved per batch: one round trip per store involved (export from the
+/// source, import into each owner, remove from the source) instead of three
+/// per key when a store is remote.
+const MOVE_BATCH: usize = 256;
+
 /// Moves every key of `slot` whose owner is another node.
 ///
-/// Each page is filtered by the store under one pin, with no stripe lock: a
-/// key that the current ring places on `slot` is where it belongs and is
+/// Each page is filtered by the store with no stripe lock, by the current
+/// ring: a key that the ring places on `slot` is where it belongs and is
 /// skipped (if the ring changes after the check, the change requested
-/// another sweep). Only the candidates go through [`move_key`], which
-/// re-checks under the key's stripe lock.
-fn sweep_node(inner: &Inner, slot: &NodeSlot) {
+/// another sweep). The candidates go through [`move_batch`], which re-checks
+/// under the keys' stripe locks.
+///
+/// `order` lists the nodes this sweep covers, in the order it sweeps them
+/// (by id), so a key moved onto a node still to come is counted once in
+/// `keys_scanned`, though that node's scan will examine it again.
+///
+/// # Errors
+///
+/// The first failure of a store involved; the keys not yet moved stay where
+/// they are (still readable through the fallback) for the next sweep.
+fn sweep_node(inner: &Inner, slot: &NodeSlot, order: &[NodeId]) -> Result<(), StoreError> {
     let mut cursor = Some(0);
     while let Some(c) = cursor {
-        let page = {
+        // The ring table is cloned out (an `Arc`) rather than read under a
+        // pin, so a remote scan does not hold the mover's pin across the
+        // network.
+        let ring = {
             let guard = epoch::pin();
-            let ring = inner.topology(&guard).current();
-            slot.store
-                .scan(c, &|hash| ring.lookup_hash(hash) != Some(slot.id))
+            inner.topology(&guard).rings[0].clone()
         };
+        let page = slot
+            .store
+            .scan(c, &|hash| ring.lookup_hash(hash) != Some(slot.id))?;
         inner
             .progress
             .scanned
             .fetch_add(page.examined as u64, Ordering::Relaxed);
         // The store hands back each key's placement hash: no key is
         // hashed again here (an MD5 under ketama).
-        for (hash, key) in &page.keys {
-            move_key(inner, slot, key, *hash);
+        for batch in page.keys.chunks(MOVE_BATCH) {
+            let ahead = move_batch(inner, slot, batch)?;
+            inner.progress.scanned.fetch_sub(
+                ahead.filter(|id| order.contains(id)).count() as u64,
+                Ordering::Relaxed,
+            );
         }
         cursor = page.next;
     }
+    Ok(())
 }
 
-/// Moves `key` (whose placement hash is `hash`) from `src` to its owner if
-/// `src` is not its owner.
-fn move_key(inner: &Inner, src: &NodeSlot, key: &Key, hash: u64) {
-    let _stripe = inner.stripe(hash).lock();
+/// Moves each key of `batch` (with its placement hash) from `src` to its
+/// owner, if `src` is not its owner, under the keys' stripe locks. Returns
+/// the owners, one per key stored, that come after `src` in the sweep.
+fn move_batch(
+    inner: &Inner,
+    src: &NodeSlot,
+    batch: &[(u64, Key)],
+) -> Result<impl Iterator<Item = NodeId>, StoreError> {
+    let mut stripes: Vec<usize> = batch.iter().map(|(h, _)| Inner::stripe_index(*h)).collect();
+    // Index order: writers hold one stripe at a time, so no cycle can form.
+    stripes.sort_unstable();
+    stripes.dedup();
+    let _locks: Vec<_> = stripes.iter().map(|&i| inner.lock_stripe(i)).collect();
+    // Loaded under the stripe locks: no writer of these keys can be
+    // routing by an older one (writers during a migration load it under
+    // their stripe). The mover is a plain thread, so it may keep this pin
+    // across network calls.
     let guard = epoch::pin();
     let topo = inner.topology(&guard);
-    let Some(owner) = topo.current().lookup_hash(hash) else {
-        return;
-    };
-    if owner == src.id {
-        return;
-    }
-    // A missing entry was deleted, evicted or expired meanwhile; an expired
-    // one is cleaned up by the removal below.
-    if let Some(entry) = src.store.export(key) {
-        let dropped = match topo.store(owner).import(key, entry) {
-            Ok(imported) => {
-                if imported.outcome == ImportOutcome::Stored {
-                    inner.progress.moved.fetch_add(1, Ordering::Relaxed);
-                    inner.progress.total_moved.fetch_add(1, Ordering::Relaxed);
-                }
-                // `Present`: the owner has a newer value, the copy here is
-                // stale. Every entry the import evicted (the moved one
-                // included when it lost on age) is a key lost to the move.
-                imported.evicted
+    let ring = topo.current();
+    let mut keys = Vec::with_capacity(batch.len());
+    let mut owners = Vec::with_capacity(batch.len());
+    for (hash, key) in batch {
+        match ring.lookup_hash(*hash) {
+            Some(owner) if owner != src.id => {
+                keys.push(key.clone());
+                owners.push(owner);
             }
-            // Larger than the owner's cap: lost.
-            Err(_) => 1,
-        };
-        if dropped > 0 {
-            inner.progress.dropped.fetch_add(dropped, Ordering::Relaxed);
-            inner
-                .progress
-                .total_dropped
-                .fetch_add(dropped, Ordering::Relaxed);
+            _ => {}
         }
     }
-    // Under the stripe lock nothing can have written `key` here since the
-    // export: writers write to the owner, and `src` is not the owner.
-    src.store.remove(key);
+    let mut ahead = Vec::new();
+    if keys.is_empty() {
+        return Ok(ahead.into_iter());
+    }
+    let entries = src.store.export_many(&keys)?;
+    // Entries grouped by owner, with the keys each import covers. A
+    // missing entry was deleted, evicted or expired meanwhile; an expired
+    // one is cleaned up by the removal below.
+    let mut by_owner: Vec<(NodeId, Vec<(Key, MovedEntry)>)> = Vec::new();
+    let mut removable: Vec<Key> = Vec::with_capacity(keys.len());
+    for ((key, owner), entry) in keys.iter().zip(&owners).zip(entries) {
+        match entry {
+            None => removable.push(key.clone()),
+            Some(entry) => match by_owner.iter_mut().find(|(o, _)| o == owner) {
+                Some((_, v)) => v.push((key.clone(), entry)),
+                None => by_owner.push((*owner, vec![(key.clone(), entry)])),
+            },
+        }
+    }
+    let mut failure = None;
+    for (owner, entries) in by_owner {
+        let covered: Vec<Key> = entries.iter().map(|(k, _)| k.clone()).collect();
+        match topo.store(owner).import_many(entries) {
+            Ok(results) => {
+                let mut dropped = 0;
+                for r in results {
+                    match r {
+                        Ok(imported) => {
+                            if imported.outcome == ImportOutcome::Stored {
+                                if owner > src.id {
+                                    ahead.push(owner);
+                                }
+                                inner.progress.moved.fetch_add(1, Ordering::Relaxed);
+                                inner.progress.total_moved.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // `Present`: the owner has a newer value, the
+                            // copy here is stale. Every entry the import
+                            // evicted (the moved one included when it lost
+                            // on age) is a key lost to the move.
+                            dropped += imported.evicted;
+                        }
+                        // Larger than the owner's cap: lost.
+                        Err(StoreError::TooLarge { .. }) => dropped += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if dropped > 0 {
+                    inner.progress.dropped.fetch_add(dropped, Ordering::Relaxed);
+                    inner
+                        .progress
+                        .total_dropped
+                        .fetch_add(dropped, Ordering::Relaxed);
+                }
+                removable.extend(covered);
+            }
+            // The owner cannot take them now: they stay on `src`, readable
+            // by the fallback, for the next sweep.
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    // Under the stripe locks nothing can have written these keys here since
+    // the export: writers write to the owner, and `src` is not the owner.
+    src.store.remove_many(&removable)?;
+    match failure {
+        None => Ok(ahead.into_iter()),
+        Some(e) => Err(e),
+    }
 }
 
 /// Ends a sweep that started at ring `start_version`: settles if the ring
@@ -444,7 +593,8 @@ fn finish_sweep(inner: &Inner, start_version: u64, covered: u64) {
     }
 }
 
-/// The TTL sweeper thread: reclaims expired entries every interval.
+/// The TTL sweeper thread: every interval, reclaims expired entries and
+/// lets remote stores refresh their counters ([`crate::node::Store::refresh`]).
 fn run_sweeper(inner: &Inner) {
     while inner.progress.sleep(inner.config.sweep_interval) {
         let nodes: Vec<Arc<NodeSlot>> = {
@@ -454,6 +604,7 @@ fn run_sweeper(inner: &Inner) {
         let now = Instant::now();
         for slot in nodes {
             slot.store.sweep_expired(now);
+            slot.store.refresh();
         }
     }
 }

@@ -6,8 +6,10 @@
 //! Only the cluster's own modules reach it (`pub(super)`); the orderings and
 //! the safety argument of the publication are in the [`super`] module docs.
 
-use std::sync::atomic::Ordering;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use parking_lot::Mutex;
@@ -44,9 +46,63 @@ pub(super) struct Topology {
     /// Every node that may hold keys: ring members and draining nodes,
     /// sorted by id.
     pub(super) nodes: Vec<Arc<NodeSlot>>,
+    /// True if any node is remote: a store call may then park the request's
+    /// coroutine, which must not happen under an epoch pin (see [`Held`]).
+    pub(super) remote: bool,
+    /// Requests working from this topology through a [`Held`] copy.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// A topology a request keeps after unpinning, counted in its
+/// `in_flight`.
+///
+/// A request to a remote node waits on the network, and a `may` coroutine
+/// that waits may resume on another worker thread. A crossbeam-epoch guard
+/// belongs to the thread that pinned it, so such a request cannot hold its
+/// pin across the call. It holds this instead: clones of the topology's
+/// parts (`Arc`s, so the rings and stores stay alive) and a count on the
+/// topology it came from, taken while still pinned. The mover's grace period
+/// waits for both kinds of request: the epoch grace period for pinned ones,
+/// then for every older topology's count to fall to zero (see
+/// [`Inner::wait_for_held`]). Clusters of embedded nodes never take this
+/// path.
+pub(super) struct Held {
+    topology: Topology,
+}
+
+impl Deref for Held {
+    type Target = Topology;
+    fn deref(&self) -> &Topology {
+        &self.topology
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Release: the request's store calls happen before the mover,
+        // which loads the count with Acquire, sees it fall.
+        self.topology.in_flight.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl Topology {
+    /// A counted copy to keep after unpinning. Call while pinned.
+    pub(super) fn hold(&self) -> Held {
+        // Relaxed suffices for the increment: the mover reads the count only
+        // after an epoch grace period, which orders it after this pinned
+        // section.
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Held {
+            topology: Topology {
+                generation: self.generation,
+                rings: self.rings.clone(),
+                nodes: self.nodes.clone(),
+                remote: self.remote,
+                in_flight: self.in_flight.clone(),
+            },
+        }
+    }
+
     #[inline]
     pub(super) fn current(&self) -> &RingTable {
         &self.rings[0]
@@ -91,8 +147,15 @@ pub(super) struct Inner {
     /// Serializes membership changes and every topology publish.
     pub(super) membership: Mutex<()>,
     /// Per-key locks: writers take one only while a migration runs; the
-    /// mover takes one per key it moves. Reads never take them.
-    stripes: Box<[Mutex<()>]>,
+    /// mover takes the stripes of a batch of keys it moves (in index order,
+    /// so it never deadlocks with a writer, which takes one). Reads never
+    /// take them. `may` mutexes: a writer to a remote node holds its stripe
+    /// across a network call, and a coroutine waiting for it must park, not
+    /// block its worker thread.
+    stripes: Box<[may::sync::Mutex<()>]>,
+    /// The in-flight count of every topology published, by generation, until
+    /// the mover has waited it out.
+    published: Mutex<Vec<(u64, Arc<AtomicUsize>)>>,
     pub(super) progress: Progress,
     pub(super) config: ClusterConfig,
 }
@@ -103,15 +166,19 @@ impl Inner {
     pub(super) fn new(config: ClusterConfig) -> Inner {
         let ring = Ring::with_placement(config.placement, config.max_vnodes);
         let first = Arc::new(ring.pin().clone());
+        let in_flight = Arc::new(AtomicUsize::new(0));
         Inner {
             ring,
             topology: Atomic::new(Topology {
                 generation: 0,
                 rings: vec![first],
                 nodes: Vec::new(),
+                remote: false,
+                in_flight: in_flight.clone(),
             }),
             membership: Mutex::new(()),
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| may::sync::Mutex::new(())).collect(),
+            published: Mutex::new(vec![(0, in_flight)]),
             progress: Progress::new(),
             config,
         }
@@ -134,10 +201,15 @@ impl Inner {
     pub(super) fn publish(&self, rings: Vec<Arc<RingTable>>, nodes: Vec<Arc<NodeSlot>>) {
         let guard = epoch::pin();
         let generation = self.topology(&guard).generation + 1;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        self.published.lock().push((generation, in_flight.clone()));
+        let remote = nodes.iter().any(|n| n.store.remote_addr().is_some());
         let next = Owned::new(Topology {
             generation,
             rings,
             nodes,
+            remote,
+            in_flight,
         });
         // Release pairs with the Acquire load in `topology`.
         let old = self.topology.swap(next, Ordering::Release, &guard);
@@ -148,10 +220,41 @@ impl Inner {
         guard.flush();
     }
 
-    /// The stripe lock of a key hash.
+    /// The stripe index of a key hash.
     #[inline]
-    pub(super) fn stripe(&self, hash: u64) -> &Mutex<()> {
-        &self.stripes[(hash % STRIPES as u64) as usize]
+    pub(super) fn stripe_index(hash: u64) -> usize {
+        (hash % STRIPES as u64) as usize
+    }
+
+    /// Locks stripe `index`. A stripe guards no data of its own (it orders
+    /// store calls), so a holder that panicked leaves nothing to repair:
+    /// poisoning is ignored.
+    pub(super) fn lock_stripe(&self, index: usize) -> may::sync::MutexGuard<'_, ()> {
+        self.stripes[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until no request holds a topology older than `generation`
+    /// (see [`Held`]), or `stop` says to give up; false if it gave up. Call
+    /// after an epoch grace period that started once `generation` was
+    /// published: from then on no request can take a count on an older one.
+    pub(super) fn wait_for_held(&self, generation: u64, stop: impl Fn() -> bool) -> bool {
+        loop {
+            let busy = {
+                let mut published = self.published.lock();
+                // Acquire pairs with the Release decrement in `Held::drop`.
+                published.retain(|(g, n)| *g >= generation || n.load(Ordering::Acquire) > 0);
+                published.iter().any(|(g, _)| *g < generation)
+            };
+            if !busy {
+                return true;
+            }
+            if stop() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

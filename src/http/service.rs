@@ -176,7 +176,7 @@ impl CacheService {
     /// Runs a command; membership changes go through the admin queue.
     fn execute(&self, command: Command<'_>) -> Reply {
         let admin = match command {
-            Command::AddNode { name, vnodes } => Command::AddNode { name, vnodes },
+            Command::AddNode { name, vnodes, kind } => Command::AddNode { name, vnodes, kind },
             Command::SetVnodes(id, n) => Command::SetVnodes(id, n),
             Command::RemoveNode(id) => Command::RemoveNode(id),
             other => {

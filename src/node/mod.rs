@@ -2,9 +2,12 @@
 //!
 //! This module owns what a node holds and nothing about where keys belong:
 //! it never looks at the ring. The cluster talks to a node only through the
-//! [`Store`] trait (get, set, delete, the relocation primitives, stats), so a
-//! remote store (a Redis or memcached server) can later sit beside the
-//! embedded [`MemStore`], which is the only implementation today.
+//! [`Store`] trait (get, set, delete, the relocation primitives, stats).
+//! Two stores implement it: the embedded [`MemStore`] below, and
+//! [`RedisStore`] ([`redis`]), a Redis server reached over the network
+//! through [`resp`]. Every operation of the trait can fail, because a remote
+//! one can; the embedded store's own methods of the same names cannot, and
+//! code holding a `MemStore` calls those.
 //!
 //! # The embedded store
 //!
@@ -89,6 +92,12 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
+pub mod redis;
+pub mod resp;
+
+pub use redis::{RedisOptions, RedisStore};
+pub use resp::{RemoteError, RemoteErrorKind};
+
 /// Key bytes, shared so scans and evictions can hold a key without copying.
 pub type Key = Arc<[u8]>;
 /// Value bytes, shared so a read clones a pointer under the shard lock.
@@ -126,6 +135,13 @@ pub const PROBE_LIMIT: usize = 64;
 /// Relaxed everywhere: eviction order is a hint, ordered with nothing.
 static ACCESS_CLOCK: AtomicU64 = AtomicU64::new(1);
 
+/// The access clock's current stamp: what an entry arriving from a store
+/// without stamps (a Redis server) is given, as if just accessed.
+pub(crate) fn access_now() -> u64 {
+    // Relaxed: an eviction hint, like every stamp.
+    ACCESS_CLOCK.load(Ordering::Relaxed)
+}
+
 /// The most expired entries one sweep collects from a shard before moving
 /// on, so one sweep pass stays short even when many keys expire at once.
 const SWEEP_BATCH: usize = 1024;
@@ -139,9 +155,11 @@ pub enum SetOutcome {
     Replaced,
 }
 
-/// Why a store refused a write.
+/// Why a store operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreError {
+    /// The node's server failed to answer (remote nodes only).
+    Remote(RemoteError),
     /// The entry alone is larger than the node's whole memory cap.
     TooLarge {
         /// The bytes the entry would be charged.
@@ -154,6 +172,7 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StoreError::Remote(e) => e.fmt(f),
             StoreError::TooLarge {
                 entry_bytes,
                 max_bytes,
@@ -167,6 +186,12 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl From<RemoteError> for StoreError {
+    fn from(e: RemoteError) -> Self {
+        StoreError::Remote(e)
+    }
+}
 
 /// An entry as relocation carries it between nodes: the value, its
 /// absolute expiry (so a moved key keeps its remaining TTL) and its last
@@ -226,6 +251,9 @@ pub struct NodeStats {
     pub evictions: u64,
     /// Entries removed because their TTL passed (lazily or by the sweep).
     pub expirations: u64,
+    /// Calls to the node that failed (a remote node's server errors,
+    /// refusals and timeouts; always 0 for an embedded node).
+    pub errors: u64,
 }
 
 /// A page of keys from [`Store::scan`].
@@ -247,7 +275,7 @@ pub struct ScanPage {
 /// as hits or misses.
 pub trait Store: Send + Sync {
     /// The live value of `key`, counting a hit or a miss.
-    fn get(&self, key: &[u8]) -> Option<Value>;
+    fn get(&self, key: &[u8]) -> Result<Option<Value>, StoreError>;
 
     /// Stores `value` under `key`, expiring at `expires_at` if given;
     /// evicts other entries (never this one) if the node goes over its cap.
@@ -264,7 +292,7 @@ pub trait Store: Send + Sync {
     ) -> Result<SetOutcome, StoreError>;
 
     /// Removes `key`; true if it had a live value.
-    fn delete(&self, key: &[u8]) -> bool;
+    fn delete(&self, key: &[u8]) -> Result<bool, StoreError>;
 
     /// One page of the node's keys, starting at `cursor` (0 for the first
     /// page), keeping those whose placement hash (as given to `set`)
@@ -276,10 +304,10 @@ pub trait Store: Send + Sync {
     ///
     /// `filter` may run under a store lock: it must be quick and must not
     /// call back into the store.
-    fn scan(&self, cursor: u64, filter: &dyn Fn(u64) -> bool) -> ScanPage;
+    fn scan(&self, cursor: u64, filter: &dyn Fn(u64) -> bool) -> Result<ScanPage, StoreError>;
 
     /// The live entry under `key`, for relocation (no stats).
-    fn export(&self, key: &[u8]) -> Option<MovedEntry>;
+    fn export(&self, key: &[u8]) -> Result<Option<MovedEntry>, StoreError>;
 
     /// Stores `entry` under `key` only if the key has no live value here.
     /// Relocation uses this so a moved (older) copy never overwrites a newer
@@ -293,13 +321,51 @@ pub trait Store: Send + Sync {
     fn import(&self, key: &Key, entry: MovedEntry) -> Result<Imported, StoreError>;
 
     /// Removes `key` whatever its state; true if an entry was there.
-    fn remove(&self, key: &[u8]) -> bool;
+    fn remove(&self, key: &[u8]) -> Result<bool, StoreError>;
+
+    /// [`Store::export`] for each of `keys`, in order. A remote store sends
+    /// them in one round trip; the default asks one by one.
+    fn export_many(&self, keys: &[Key]) -> Result<Vec<Option<MovedEntry>>, StoreError> {
+        keys.iter().map(|k| self.export(k)).collect()
+    }
+
+    /// [`Store::import`] for each entry, in order; the outer error is a
+    /// failure of the node as a whole (nothing can be assumed stored), the
+    /// inner ones are per entry.
+    fn import_many(
+        &self,
+        entries: Vec<(Key, MovedEntry)>,
+    ) -> Result<Vec<Result<Imported, StoreError>>, StoreError> {
+        Ok(entries
+            .into_iter()
+            .map(|(k, e)| self.import(&k, e))
+            .collect())
+    }
+
+    /// [`Store::remove`] for each of `keys`.
+    fn remove_many(&self, keys: &[Key]) -> Result<(), StoreError> {
+        for k in keys {
+            self.remove(k)?;
+        }
+        Ok(())
+    }
 
     /// Reclaims entries whose expiry is at or before `now`; returns how many.
+    /// A remote server expires its own keys: 0.
     fn sweep_expired(&self, now: Instant) -> usize;
 
-    /// The node's counters.
+    /// The node's counters. A remote store answers from its last refresh
+    /// and never waits on the network here.
     fn stats(&self) -> NodeStats;
+
+    /// Housekeeping called about once a second by the cluster's sweeper
+    /// thread (never by a request): a remote store refreshes its counters.
+    fn refresh(&self) {}
+
+    /// The server's address, for a remote store; `None` for an embedded one.
+    fn remote_addr(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A counter striped over cache-padded cells, so that threads on different
@@ -627,8 +693,9 @@ impl MemStore {
     }
 }
 
-impl Store for MemStore {
-    fn get(&self, key: &[u8]) -> Option<Value> {
+impl MemStore {
+    /// As [`Store::get`], which cannot fail on an embedded node.
+    pub fn get(&self, key: &[u8]) -> Option<Value> {
         let found = self.map.get(key).map(|e| {
             if e.is_expired(Instant::now) {
                 return None;
@@ -659,7 +726,8 @@ impl Store for MemStore {
         }
     }
 
-    fn set(
+    /// As [`Store::set`].
+    pub fn set(
         &self,
         hash: u64,
         key: &[u8],
@@ -673,7 +741,8 @@ impl Store for MemStore {
         Ok(outcome.expect("an unconditional insert always stores"))
     }
 
-    fn delete(&self, key: &[u8]) -> bool {
+    /// As [`Store::delete`], which cannot fail on an embedded node.
+    pub fn delete(&self, key: &[u8]) -> bool {
         match self.map.remove(key) {
             Some((k, e)) => {
                 self.bytes
@@ -689,7 +758,8 @@ impl Store for MemStore {
         }
     }
 
-    fn scan(&self, cursor: u64, filter: &dyn Fn(u64) -> bool) -> ScanPage {
+    /// As [`Store::scan`], which cannot fail on an embedded node.
+    pub fn scan(&self, cursor: u64, filter: &dyn Fn(u64) -> bool) -> ScanPage {
         let shards = self.map.shards();
         let Some(shard) = usize::try_from(cursor).ok().and_then(|i| shards.get(i)) else {
             return ScanPage::default();
@@ -716,7 +786,8 @@ impl Store for MemStore {
         }
     }
 
-    fn export(&self, key: &[u8]) -> Option<MovedEntry> {
+    /// As [`Store::export`], which cannot fail on an embedded node.
+    pub fn export(&self, key: &[u8]) -> Option<MovedEntry> {
         let e = self.map.get(key)?;
         if e.is_expired(Instant::now) {
             return None;
@@ -729,7 +800,8 @@ impl Store for MemStore {
         })
     }
 
-    fn import(&self, key: &Key, entry: MovedEntry) -> Result<Imported, StoreError> {
+    /// As [`Store::import`].
+    pub fn import(&self, key: &Key, entry: MovedEntry) -> Result<Imported, StoreError> {
         self.check_size(key.len(), entry.value.len())?;
         let present = |evicted| {
             Ok(Imported {
@@ -782,7 +854,8 @@ impl Store for MemStore {
         }
     }
 
-    fn remove(&self, key: &[u8]) -> bool {
+    /// As [`Store::remove`], which cannot fail on an embedded node.
+    pub fn remove(&self, key: &[u8]) -> bool {
         match self.map.remove(key) {
             Some((k, e)) => {
                 self.bytes
@@ -793,7 +866,8 @@ impl Store for MemStore {
         }
     }
 
-    fn sweep_expired(&self, now: Instant) -> usize {
+    /// As [`Store::sweep_expired`].
+    pub fn sweep_expired(&self, now: Instant) -> usize {
         let mut swept = 0;
         for shard in self.map.shards() {
             let expired: Vec<Key> = {
@@ -818,7 +892,8 @@ impl Store for MemStore {
         swept
     }
 
-    fn stats(&self) -> NodeStats {
+    /// As [`Store::stats`].
+    pub fn stats(&self) -> NodeStats {
         NodeStats {
             keys: self.map.len(),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -827,6 +902,51 @@ impl Store for MemStore {
             misses: self.misses.get(),
             evictions: self.evictions.get(),
             expirations: self.expirations.get(),
+            errors: 0,
         }
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>, StoreError> {
+        Ok(MemStore::get(self, key))
+    }
+
+    fn set(
+        &self,
+        hash: u64,
+        key: &[u8],
+        value: Value,
+        expires_at: Option<Instant>,
+    ) -> Result<SetOutcome, StoreError> {
+        MemStore::set(self, hash, key, value, expires_at)
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(MemStore::delete(self, key))
+    }
+
+    fn scan(&self, cursor: u64, filter: &dyn Fn(u64) -> bool) -> Result<ScanPage, StoreError> {
+        Ok(MemStore::scan(self, cursor, filter))
+    }
+
+    fn export(&self, key: &[u8]) -> Result<Option<MovedEntry>, StoreError> {
+        Ok(MemStore::export(self, key))
+    }
+
+    fn import(&self, key: &Key, entry: MovedEntry) -> Result<Imported, StoreError> {
+        MemStore::import(self, key, entry)
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(MemStore::remove(self, key))
+    }
+
+    fn sweep_expired(&self, now: Instant) -> usize {
+        MemStore::sweep_expired(self, now)
+    }
+
+    fn stats(&self) -> NodeStats {
+        MemStore::stats(self)
     }
 }

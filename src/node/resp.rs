@@ -1,0 +1,456 @@
+//! A RESP2 client for one Redis server: a small pool of connections on
+//! `may` sockets, each used by one caller at a time, commands pipelined
+//! within a call.
+//!
+//! This module owns the wire: connecting, framing (by the `redis-protocol`
+//! crate, which encodes and decodes RESP2 from plain byte buffers), the
+//! command timeout, and what a failure looks like ([`RemoteError`]). It knows
+//! no command's meaning; [`super::redis`] does.
+//!
+//! # Why may sockets
+//!
+//! Requests run on `may` coroutines, which must not block their worker
+//! thread: a `std::net::TcpStream` read would stall every coroutine of that
+//! worker for a whole round trip (or the whole timeout, if the server
+//! hangs). `may::net::TcpStream` parks the coroutine instead, and on a plain
+//! thread (the mover, the stats poller) it parks the thread, so one client
+//! serves both.
+//!
+//! # The pool
+//!
+//! Up to `connections` sockets per server; a call takes one for its
+//! exclusive use (waiting, within the command timeout, when all are busy),
+//! writes its commands at once, reads their replies, and gives the socket
+//! back. A socket that failed in any way (timeout, reset, a reply that does
+//! not parse) is never reused, since a late reply on it would answer the next
+//! caller's command. Exclusive use per call is what nginx does with its
+//! upstream keepalive pool; twemproxy instead multiplexes all clients onto
+//! one pipelined connection per server. Exclusive sockets keep a hung
+//! server's damage to the callers that asked it, and the relocation path,
+//! which sends hundreds of commands per call, gets its pipelining within the
+//! call.
+//!
+//! # Timeouts
+//!
+//! Every call has one deadline, the command timeout from its start: waiting
+//! for a socket, connecting, writing and reading all count against it. A
+//! server that is down answers with a refused connection at once; one that
+//! hangs (stopped, or overloaded) costs its callers the timeout and no
+//! more.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::encode::encode_borrowed;
+use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
+
+/// A reply from the server.
+pub type Reply = OwnedFrame;
+
+/// Sockets closed after a failure are kept this long before they are
+/// dropped. A `may` socket's last wakeup may still be running on another
+/// worker when its reader has already seen the result (see `http::conn`'s
+/// retire, which works around the same race for server sockets); a short
+/// delay keeps the socket's memory alive until that is over.
+const RETIRE_AFTER: Duration = Duration::from_millis(250);
+
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How a call to a Redis server failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteErrorKind {
+    /// The address does not resolve, or the connection was refused.
+    Connect,
+    /// No reply within the command timeout.
+    Timeout,
+    /// The connection broke (reset, closed) or a reply did not parse.
+    Io,
+    /// The server answered with an error reply (`-ERR ...`, `-OOM ...`).
+    Reply,
+}
+
+/// A failed call to a Redis server, with what a person needs to act on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteError {
+    /// What went wrong.
+    pub kind: RemoteErrorKind,
+    /// The server's address as configured.
+    pub addr: String,
+    /// The details: the OS error, the timeout, or the server's error reply.
+    pub detail: String,
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            RemoteErrorKind::Connect => "cannot connect",
+            RemoteErrorKind::Timeout => "did not answer in time",
+            RemoteErrorKind::Io => "connection failed",
+            RemoteErrorKind::Reply => "answered with an error",
+        };
+        write!(f, "Redis server {} {what}: {}", self.addr, self.detail)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// One open socket and the reply bytes read but not yet decoded.
+struct Conn {
+    stream: may::net::TcpStream,
+    buf: Vec<u8>,
+    /// Start of the undecoded bytes in `buf`.
+    at: usize,
+}
+
+/// Pooled connections to one Redis server.
+pub struct Pool {
+    addr: String,
+    resolved: Vec<SocketAddr>,
+    timeout: Duration,
+    idle: Mutex<Vec<Conn>>,
+    /// One permit per socket the pool may have open.
+    permits: may::sync::Semphore,
+    /// Failed sockets waiting out [`RETIRE_AFTER`].
+    retired: Mutex<Vec<(Instant, Conn)>>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("addr", &self.addr)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool of at most `connections` sockets to `addr` (`HOST:PORT`),
+    /// each call bounded by `timeout`. Resolves the address now (blocking:
+    /// call it off the request path) and opens no socket yet.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteErrorKind::Connect`] if `addr` does not resolve.
+    pub fn new(addr: &str, connections: usize, timeout: Duration) -> Result<Pool, RemoteError> {
+        let resolved: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| RemoteError {
+                kind: RemoteErrorKind::Connect,
+                addr: addr.to_string(),
+                detail: format!("the address does not resolve ({e}); give HOST:PORT"),
+            })?
+            .collect();
+        if resolved.is_empty() {
+            return Err(RemoteError {
+                kind: RemoteErrorKind::Connect,
+                addr: addr.to_string(),
+                detail: "the address resolves to nothing".into(),
+            });
+        }
+        Ok(Pool {
+            addr: addr.to_string(),
+            resolved,
+            timeout,
+            idle: Mutex::new(Vec::new()),
+            permits: may::sync::Semphore::new(connections.max(1)),
+            retired: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The server's address as configured.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The command timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn error(&self, kind: RemoteErrorKind, detail: impl Into<String>) -> RemoteError {
+        RemoteError {
+            kind,
+            addr: self.addr.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    fn io_error(&self, e: &io::Error, what: &str) -> RemoteError {
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => self.error(
+                RemoteErrorKind::Timeout,
+                format!("no reply within {:?}", self.timeout),
+            ),
+            _ => self.error(RemoteErrorKind::Io, format!("{what}: {e}")),
+        }
+    }
+
+    /// Sends `commands` (each a list of arguments, the command name first)
+    /// in one write and returns their replies in order. Error replies are
+    /// returned as [`OwnedFrame::Error`] among the others: whether one is a
+    /// failure is the caller's call.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError`] if the server cannot be reached, the connection
+    /// breaks, a reply does not parse, or the replies do not all arrive
+    /// within the command timeout.
+    pub fn call(&self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, RemoteError> {
+        let deadline = Instant::now() + self.timeout;
+        if !self.permits.wait_timeout(self.timeout) {
+            return Err(self.error(
+                RemoteErrorKind::Timeout,
+                format!(
+                    "all connections stayed busy for {:?} (raise the connection count or the timeout)",
+                    self.timeout
+                ),
+            ));
+        }
+        let result = self.call_with_permit(commands, deadline);
+        self.permits.post();
+        result
+    }
+
+    fn call_with_permit(
+        &self,
+        commands: &[&[&[u8]]],
+        deadline: Instant,
+    ) -> Result<Vec<Reply>, RemoteError> {
+        let request = encode_commands(commands);
+        let pooled = self.idle.lock().pop();
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect(deadline)?,
+        };
+        match self.exchange(&mut conn, &request, commands.len(), deadline) {
+            Ok(replies) => {
+                self.idle.lock().push(conn);
+                Ok(replies)
+            }
+            Err((e, got_bytes)) => {
+                self.retire(conn);
+                // A pooled socket the server closed while it sat idle (the
+                // server restarted, or dropped idle clients): nothing of the
+                // request reached a live server, so it goes again, once, on
+                // a fresh socket.
+                if reused && !got_bytes && e.kind == RemoteErrorKind::Io {
+                    let mut fresh = self.connect(deadline)?;
+                    return match self.exchange(&mut fresh, &request, commands.len(), deadline) {
+                        Ok(replies) => {
+                            self.idle.lock().push(fresh);
+                            Ok(replies)
+                        }
+                        Err((e, _)) => {
+                            self.retire(fresh);
+                            Err(e)
+                        }
+                    };
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn connect(&self, deadline: Instant) -> Result<Conn, RemoteError> {
+        let mut last = None;
+        for addr in &self.resolved {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match may::net::TcpStream::connect_timeout(addr, left) {
+                Ok(stream) => {
+                    // Nagle would hold back a pipelined write's tail.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Conn {
+                        stream,
+                        buf: Vec::with_capacity(READ_CHUNK),
+                        at: 0,
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(e) if e.kind() == io::ErrorKind::TimedOut => self.error(
+                RemoteErrorKind::Timeout,
+                format!("connecting took longer than {:?}", self.timeout),
+            ),
+            Some(e) => self.error(RemoteErrorKind::Connect, e.to_string()),
+            None => self.error(
+                RemoteErrorKind::Timeout,
+                format!("no time left to connect within {:?}", self.timeout),
+            ),
+        })
+    }
+
+    /// Writes `request` and reads `count` replies; on failure, the error and
+    /// whether any reply byte had arrived.
+    fn exchange(
+        &self,
+        conn: &mut Conn,
+        request: &[u8],
+        count: usize,
+        deadline: Instant,
+    ) -> Result<Vec<Reply>, (RemoteError, bool)> {
+        let left = |pool: &Pool| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err((
+                    pool.error(
+                        RemoteErrorKind::Timeout,
+                        format!("no reply within {:?}", pool.timeout),
+                    ),
+                    true,
+                ))
+            } else {
+                Ok(left)
+            }
+        };
+        let t = left(self)?;
+        let _ = conn.stream.set_write_timeout(Some(t));
+        conn.stream
+            .write_all(request)
+            .map_err(|e| (self.io_error(&e, "sending the command"), false))?;
+        let mut replies = Vec::with_capacity(count);
+        let mut got_bytes = false;
+        while replies.len() < count {
+            match decode(&conn.buf[conn.at..]) {
+                Ok(Some((frame, used))) => {
+                    conn.at += used;
+                    replies.push(frame);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err((
+                        self.error(
+                            RemoteErrorKind::Io,
+                            format!("a reply does not parse: {e:?}"),
+                        ),
+                        true,
+                    ))
+                }
+            }
+            // Need more bytes: compact, then read.
+            if conn.at > 0 {
+                conn.buf.drain(..conn.at);
+                conn.at = 0;
+            }
+            let t = left(self).map_err(|(e, _)| (e, got_bytes))?;
+            let _ = conn.stream.set_read_timeout(Some(t));
+            let len = conn.buf.len();
+            conn.buf.resize(len + READ_CHUNK, 0);
+            let n = conn.stream.read(&mut conn.buf[len..]);
+            match n {
+                Ok(0) => {
+                    conn.buf.truncate(len);
+                    return Err((
+                        self.error(RemoteErrorKind::Io, "the server closed the connection"),
+                        got_bytes,
+                    ));
+                }
+                Ok(n) => {
+                    conn.buf.truncate(len + n);
+                    got_bytes = true;
+                }
+                Err(e) => {
+                    conn.buf.truncate(len);
+                    return Err((self.io_error(&e, "reading the reply"), got_bytes));
+                }
+            }
+        }
+        if conn.at == conn.buf.len() {
+            conn.buf.clear();
+            conn.at = 0;
+        }
+        Ok(replies)
+    }
+
+    /// Closes a failed socket and lets retired ones older than
+    /// [`RETIRE_AFTER`] go.
+    fn retire(&self, conn: Conn) {
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        let now = Instant::now();
+        let mut retired = self.retired.lock();
+        retired.retain(|(at, _)| now.duration_since(*at) < RETIRE_AFTER);
+        retired.push((now, conn));
+    }
+}
+
+/// Encodes commands as RESP arrays of bulk strings, back to back.
+fn encode_commands(commands: &[&[&[u8]]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut args = Vec::new();
+    for command in commands {
+        args.clear();
+        args.extend(command.iter().map(|a| BorrowedFrame::BulkString(a)));
+        let frame = BorrowedFrame::Array(&args);
+        let at = out.len();
+        out.resize(at + frame.encode_len(false), 0);
+        // The buffer was sized by the frame's own length: encoding cannot
+        // run out of room.
+        let n = encode_borrowed(&mut out[at..], &frame, false).expect("sized by encode_len");
+        out.truncate(at + n);
+    }
+    out
+}
+
+/// The bytes of a bulk or simple string reply, if it is one.
+pub fn reply_bytes(reply: &Reply) -> Option<&[u8]> {
+    match reply {
+        OwnedFrame::BulkString(b) | OwnedFrame::SimpleString(b) => Some(b),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_encode_as_arrays_of_bulk_strings() {
+        let out = encode_commands(&[&[b"SET", b"k", b"v"], &[b"GET", b"k"]]);
+        assert_eq!(
+            out,
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+    }
+
+    #[test]
+    fn an_unresolvable_address_is_refused_with_its_name() {
+        let e = Pool::new("no-such-host.invalid:6379", 1, Duration::from_millis(100)).unwrap_err();
+        assert_eq!(e.kind, RemoteErrorKind::Connect);
+        assert!(e.to_string().contains("no-such-host.invalid:6379"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_connection_is_a_connect_error_not_a_hang() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pool = Pool::new(&format!("127.0.0.1:{port}"), 1, Duration::from_secs(5)).unwrap();
+        let e = pool.call(&[&[b"PING"]]).unwrap_err();
+        assert_eq!(e.kind, RemoteErrorKind::Connect, "{e}");
+    }
+
+    #[test]
+    fn a_silent_server_times_out() {
+        // Accepts (the kernel completes the handshake) and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(&addr.to_string(), 1, Duration::from_millis(200)).unwrap();
+        let e = pool.call(&[&[b"PING"]]).unwrap_err();
+        assert_eq!(e.kind, RemoteErrorKind::Timeout, "{e}");
+        drop(listener);
+    }
+}
