@@ -82,9 +82,8 @@ CONNS=${WRK_CONNS:-32}
 HOT_VALUE_BYTES=64
 BIG_VALUE_BYTES=${BIG_VALUE_BYTES:-100}
 RELOCATE_TTL=3600
-tool="python3 scripts/loadtool.py"
-rtool="python3 scripts/redistool.py"
 started=$(date +%s)
+note() { echo "[$(($(date +%s) - started)) s] $*" >&2; }
 
 # --- tools -------------------------------------------------------------------
 apt_install() {
@@ -94,6 +93,10 @@ apt_install() {
 }
 missing=()
 command -v python3 >/dev/null || { echo "load_redis.sh: python3 is required" >&2; exit 1; }
+# The interpreter itself, not a version manager's shim (which costs ~0.5 s a call).
+py=$(python3 -c 'import sys; print(sys.executable)')
+tool="$py scripts/loadtool.py"
+rtool="$py scripts/redistool.py"
 command -v wrk >/dev/null || missing+=(wrk)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-benchmark >/dev/null || missing+=(redis-tools)
@@ -126,7 +129,7 @@ echo "$(head -1 <<<"$nginx_v"): memcached, upstream hash and upstream keepalive 
 if [ -z "${RINGCACHE_BIN:-}" ]; then
   cargo build --release --bin ringcache >&2
   target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    "$py" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
   RINGCACHE_BIN=$target_dir/release/ringcache
 fi
 has_redis=true
@@ -225,10 +228,9 @@ run_wrk() { # port script keys prefix value_bytes
   errors=$(awk '/Socket errors/ {gsub(",",""); print $4+$6+$8+$10}' <<<"$out")
   echo "${rps:-0} $(to_us "${p50:-0us}") $(to_us "${p99:-0us}") ${non2xx:-0} ${errors:-0}"
 }
-to_us() { python3 -c "
-import re, sys
-m = re.fullmatch(r'([0-9.]+)(us|ms|s)', sys.argv[1])
-print(0 if not m else round(float(m[1]) * {'us': 1, 'ms': 1e3, 's': 1e6}[m[2]]))" "$1"; }
+to_us() { awk -v x="$1" 'BEGIN {
+  n = x + 0; u = x; sub(/^[0-9.]+/, "", u)
+  printf "%d\n", n * (u == "ms" ? 1000 : u == "s" ? 1000000 : 1) }'; }
 
 failures=()
 
@@ -251,6 +253,7 @@ http_comparison() {
   start_redis
   local bench_port=$port
 
+  note "servers up: ${labels[*]}; preloading"
   for label in "${labels[@]}"; do
     $rtool preload "127.0.0.1:${port_of[$label]}" hot- "$HOT_KEYS" "$HOT_VALUE_BYTES"
     $rtool preload "127.0.0.1:${port_of[$label]}" big- "$BIG_KEYS" "$BIG_VALUE_BYTES"
@@ -258,6 +261,7 @@ http_comparison() {
 
   local results="$logs/http-results.txt"
   : >"$results"
+  note "preloaded; $ROUNDS rounds"
   for round in $(seq "$ROUNDS"); do
     # Rotate which server goes first, so none always runs right after another.
     local order=("${labels[@]:$(((round - 1) % ${#labels[@]}))}" "${labels[@]:0:$(((round - 1) % ${#labels[@]}))}")
@@ -284,9 +288,11 @@ http_comparison() {
       echo "round $round redis-benchmark $t: ${rps:-0} req/s" >&2
     done
   done
+  note "rounds done; stopping the servers"
   stop_all
+  note "stopped"
 
-  python3 - "$results" "$ROUNDS" "$SECS" "$CONNS" "$HOT_KEYS" "$BIG_KEYS" "$BIG_VALUE_BYTES" "$BENCH_REQUESTS" <<'PY'
+  "$py" - "$results" "$ROUNDS" "$SECS" "$CONNS" "$HOT_KEYS" "$BIG_KEYS" "$BIG_VALUE_BYTES" "$BENCH_REQUESTS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 rounds, secs, conns, hot, big, bigv, bench_n = sys.argv[2:9]
@@ -295,8 +301,8 @@ def us(x):
     return f"{x / 1000:.2f} ms" if x >= 1000 else f"{x:.0f} µs"
 print(f"\nwrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds, medians; hot = {int(hot):,} keys of 64 B,"
       f" big = {int(big):,} keys of {bigv} B; redis-benchmark -t get,set -P 1 -c 50 -n {bench_n} -d 64 -r {hot}")
-print("| data set | kind | server | requests/s | p50 | p99 | vs nginx-memcached | non-2xx | socket errors |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+print("| data set | kind | server | requests/s | (per round) | p50 | p99 | vs nginx-memcached | non-2xx | socket errors |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 groups = {}
 for s, kind, label, rps, p50, p99, non2xx, errors in rows:
     g = groups.setdefault((s, kind), {}).setdefault(label, {"rps": [], "p50": [], "p99": [], "non2xx": 0, "errors": 0})
@@ -309,7 +315,8 @@ for (s, kind), labels in groups.items():
         m = statistics.median(g["rps"])
         ratio = f"{m / base_rps:.2f}" if base_rps and not kind.startswith("redis-benchmark") else "-"
         name = kind.replace("redis-benchmark-", "") + (" (no HTTP)" if kind.startswith("redis-benchmark") else "")
-        print(f"| {s} | {name} | {label} | {m:,.0f} | {us(statistics.median(g['p50']))} |"
+        spread = f"{min(g['rps']) / 1000:.1f}k–{max(g['rps']) / 1000:.1f}k"
+        print(f"| {s} | {name} | {label} | {m:,.0f} | {spread} | {us(statistics.median(g['p50']))} |"
               f" {us(statistics.median(g['p99']))} | {ratio} | {g['non2xx']} | {g['errors']} |")
 PY
 
@@ -324,6 +331,7 @@ PY
 
 # --- relocation ------------------------------------------------------------------
 relocation() {
+  note "relocation"
   local moved=$((RELOCATE_KEYS / 3))
   if $has_redis; then
     local r=()
@@ -336,7 +344,7 @@ relocation() {
     echo "before: DBSIZE of the two servers and their sum: $sizes" >&2
     add=$($rtool relocate "$http" add "${r[2]}") || { failures+=("relocation: add failed"); stop_all; return; }
     echo "add a third Redis node: $add" >&2
-    moved=$(python3 -c "import json, sys; print(json.loads(sys.argv[1])['keys_moved'])" "$add")
+    moved=$("$py" -c "import json, sys; print(json.loads(sys.argv[1])['keys_moved'])" "$add")
     sizes=$($rtool dbsize "${r[@]}")
     echo "after the add: DBSIZE of the three servers and their sum: $sizes" >&2
     read -r _ _ s3 total <<<"$sizes"
@@ -352,13 +360,14 @@ relocation() {
     [ "$s3" = 0 ] || failures+=("relocation (remove): the removed server still holds $s3 keys")
     stop_all
   fi
+  note "baseline"
   start_redis; local src="127.0.0.1:$port"
   start_redis; local dst="127.0.0.1:$port"
   local base
   base=$($rtool baseline "$src" "$dst" "$moved" 100 "$RELOCATE_TTL") || { failures+=("relocation baseline failed"); stop_all; return; }
   echo "baseline, one key at a time: $base" >&2
   stop_all
-  python3 - "$RELOCATE_KEYS" "${add:-}" "${remove:-}" "$base" <<'PY'
+  "$py" - "$RELOCATE_KEYS" "${add:-}" "${remove:-}" "$base" <<'PY'
 import json, sys
 n = int(sys.argv[1])
 print(f"\nrelocation: {n:,} keys of 100 B with a 1 h TTL; keys moved per second (wall time from the admin call until GET /rebalance says active false)")
