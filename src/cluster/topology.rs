@@ -153,6 +153,9 @@ pub(super) struct Inner {
     /// across a network call, and a coroutine waiting for it must park, not
     /// block its worker thread.
     stripes: Box<[may::sync::Mutex<()>]>,
+    /// Nodes ejected by the health observer: out of the ring, kept to be
+    /// checked and readmitted. Changed under `membership`.
+    pub(super) ejected: Mutex<Vec<Arc<NodeSlot>>>,
     /// The in-flight count of every topology published, by generation, until
     /// the mover has waited it out.
     published: Mutex<Vec<(u64, Arc<AtomicUsize>)>>,
@@ -179,6 +182,7 @@ impl Inner {
             membership: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| may::sync::Mutex::new(())).collect(),
             published: Mutex::new(vec![(0, in_flight)]),
+            ejected: Mutex::new(Vec::new()),
             progress: Progress::new(),
             config,
         }

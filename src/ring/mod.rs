@@ -413,6 +413,41 @@ impl Ring {
         Ok(id)
     }
 
+    /// Puts back node `id`, which was a member before and left, under its
+    /// name and weight: what a node ejected for failing and readmitted
+    /// gets, so it keeps its id (`X-CacheServer-Index`) and, under ketama,
+    /// its place in server order (ties between equal points go by id). Its
+    /// points are the ones it had, since points follow from name and
+    /// weight.
+    ///
+    /// **Locking behaviour:** takes the writer mutex.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::UnknownNode`] if `id` was never given out or is a
+    /// member now; otherwise as [`Ring::add_node`].
+    pub fn readmit_node(&self, id: NodeId, name: &str, vnodes: u32) -> Result<(), RingError> {
+        self.check_vnodes(vnodes)?;
+        let writer = self.writer.lock();
+        let guard = epoch::pin();
+        let cur = self.table(&guard);
+        if id.0 >= writer.next_id || cur.node(id).is_some() {
+            return Err(RingError::UnknownNode(id));
+        }
+        if cur.node_by_name(name).is_some() {
+            return Err(RingError::DuplicateName(name.to_owned()));
+        }
+        self.check_capacity(cur, None, vnodes)?;
+        let node = NodeInfo {
+            id,
+            name: Arc::from(name),
+            weight: vnodes,
+            vnodes,
+        };
+        self.publish(cur.with_node(cur.version() + 1, node), &guard);
+        Ok(())
+    }
+
     /// Removes node `id` and its points.
     ///
     /// **Locking behaviour:** takes the writer mutex. Removing the last node
