@@ -63,7 +63,8 @@ use criterion::{
 use hashring::HashRing;
 use jumphash::JumpHasher;
 use parking_lot::RwLock;
-use ringcache::hash::{ketama_key_hash, ketama_points_per_server, key_hash, Placement};
+use ringcache::hash::{ketama_key_hash, key_hash, Placement};
+use ringcache::ring::reference::ReferenceRing;
 use ringcache::{NodeId, Ring};
 
 /// How many distinct keys a benchmark cycles through: 4096, enough that the
@@ -487,49 +488,49 @@ fn libmemcached_members() -> Members {
         .collect()
 }
 
-/// How many points ketama gives each member, by libmemcached's formula.
+/// How many points ketama gives each member, in member order, as the naive
+/// [`ReferenceRing`] counts them (libmemcached's formula; setup only).
 /// Not always 160 at equal weights: the formula's `float` rounding gives
 /// each of 100 equal servers 156 (15 600 in all), as libmemcached and
 /// twemproxy do. The xxh3 and `conhash` rings of a
 /// `placement` benchmark give each node this many points too, so all three
 /// rings have the same size.
 fn ketama_point_counts(members: &[(String, u32)]) -> Vec<u32> {
-    let total = members.iter().map(|&(_, w)| w).sum();
-    let servers = u32::try_from(members.len()).expect("member count fits u32");
-    members
-        .iter()
-        .map(|&(_, weight)| ketama_points_per_server(weight, total, servers))
-        .collect()
+    let mut reference = ReferenceRing::with_placement(Placement::Ketama, KETAMA_MAX_WEIGHT);
+    for (name, weight) in members {
+        reference.add_node(name, *weight).expect("valid node");
+    }
+    reference.point_counts().map(|(_, points)| points).collect()
 }
 
 /// Builds a ketama-placement ringcache `Ring` of `members` (setup only),
-/// and checks it has the point count the formula promises.
-fn build_ketama_ring(members: &[(String, u32)]) -> Ring {
+/// and checks that each node has the point count of `counts` (from
+/// [`ketama_point_counts`]).
+fn build_ketama_ring(members: &[(String, u32)], counts: &[u32]) -> Ring {
     let ring = Ring::with_placement(Placement::Ketama, KETAMA_MAX_WEIGHT);
     for (name, weight) in members {
         ring.add_node(name, *weight).expect("valid node");
     }
-    let points: u32 = ketama_point_counts(members).iter().sum();
-    assert_eq!(ring.pin().point_count(), points as usize);
+    let points: Vec<u32> = ring.nodes().iter().map(|n| n.vnodes).collect();
+    assert_eq!(points, counts);
     ring
 }
 
 /// Builds an xxh3-placement (default) ringcache `Ring` of `members`, each
-/// with as many vnodes as ketama gives it points (setup only).
-fn build_xxh3_ring(members: &[(String, u32)]) -> Ring {
+/// with as many vnodes as `counts` gives it (setup only).
+fn build_xxh3_ring(members: &[(String, u32)], counts: &[u32]) -> Ring {
     let ring = Ring::new();
-    for ((name, _), vnodes) in members.iter().zip(ketama_point_counts(members)) {
+    for ((name, _), &vnodes) in members.iter().zip(counts) {
         ring.add_node(name, vnodes).expect("valid node");
     }
     ring
 }
 
 /// Builds a `conhash` ring of `members`, each with as many replicas as
-/// ketama gives it points (setup only).
-fn build_conhash(members: &[(String, u32)]) -> ConRing {
+/// `counts` gives it (setup only).
+fn build_conhash(members: &[(String, u32)], counts: &[u32]) -> ConRing {
     let mut ring = ConRing::new();
-    for (id, ((name, _), replicas)) in members.iter().zip(ketama_point_counts(members)).enumerate()
-    {
+    for (id, ((name, _), &replicas)) in members.iter().zip(counts).enumerate() {
         let node = ConNode {
             name: name.clone(),
             id: u32::try_from(id).expect("member count fits u32"),
@@ -561,16 +562,23 @@ fn bench_placement(c: &mut Criterion) {
     // The equal-weight set is named `{nodes}x{points per node}` as in
     // `lookup`; the points per node are ketama's (156 for 100 nodes).
     let equal = equal_members(REF_NODES);
-    let equal_size = format!("{REF_NODES}x{}", ketama_point_counts(&equal)[0]);
+    let equal_counts = ketama_point_counts(&equal);
+    let equal_size = format!("{REF_NODES}x{}", equal_counts[0]);
+    let libmemcached = libmemcached_members();
+    let libmemcached_counts = ketama_point_counts(&libmemcached);
     let sets = [
-        (equal_size, equal),
-        ("libmemcached_8".to_owned(), libmemcached_members()),
+        (equal_size, equal, equal_counts),
+        (
+            "libmemcached_8".to_owned(),
+            libmemcached,
+            libmemcached_counts,
+        ),
     ];
-    for (size, members) in &sets {
+    for (size, members, counts) in &sets {
         // Built on a benchmark's first call, as in `lookup`.
         let xxh3 = OnceCell::new();
         bench_noted(&mut group, BenchmarkId::new("ringcache_xxh3", size), |b| {
-            let ring = xxh3.get_or_init(|| build_xxh3_ring(members));
+            let ring = xxh3.get_or_init(|| build_xxh3_ring(members, counts));
             b.iter_custom(|iters| time_lookups(&keys, iters, |key| ring.lookup(key.as_bytes())))
         });
         drop(xxh3);
@@ -580,7 +588,7 @@ fn bench_placement(c: &mut Criterion) {
             &mut group,
             BenchmarkId::new("ringcache_ketama", size),
             |b| {
-                let ring = ketama.get_or_init(|| build_ketama_ring(members));
+                let ring = ketama.get_or_init(|| build_ketama_ring(members, counts));
                 b.iter_custom(|iters| time_lookups(&keys, iters, |key| ring.lookup(key.as_bytes())))
             },
         );
@@ -588,7 +596,7 @@ fn bench_placement(c: &mut Criterion) {
 
         let con = OnceCell::new();
         bench_noted(&mut group, BenchmarkId::new("conhash", size), |b| {
-            let ring = con.get_or_init(|| build_conhash(members));
+            let ring = con.get_or_init(|| build_conhash(members, counts));
             b.iter_custom(|iters| {
                 time_lookups(&keys, iters, |key| ring.get(key.as_bytes()).map(|n| n.id))
             })
