@@ -49,7 +49,7 @@
 
 use std::cell::{Cell, OnceCell};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,8 +57,7 @@ use std::time::{Duration, Instant};
 use conhash::ConsistentHash;
 use criterion::measurement::WallTime;
 use criterion::{
-    criterion_group, criterion_main, BatchSize, Bencher, BenchmarkGroup, BenchmarkId, Criterion,
-    Throughput,
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use hashring::HashRing;
 use jumphash::JumpHasher;
@@ -66,6 +65,9 @@ use parking_lot::RwLock;
 use ringcache::hash::{ketama_key_hash, key_hash, Placement};
 use ringcache::ring::reference::ReferenceRing;
 use ringcache::{NodeId, Ring};
+
+mod support;
+use support::{bench_noted, Tally, ThreadClock};
 
 /// How many distinct keys a benchmark cycles through: 4096, enough that the
 /// branch predictor cannot learn the answers, few enough (about 150 KiB of
@@ -148,33 +150,6 @@ fn build_ref_ring(nodes: u32, vnodes: u32) -> RefRing {
 fn ref_remove_node(ring: &mut RefRing, node: u32, vnodes: u32) {
     for i in 0..vnodes {
         ring.remove(&(node, i));
-    }
-}
-
-/// `group.bench_function(id, f)`, then prints the share of that run (warm
-/// up, samples and analysis) the benchmark thread spent runnable but
-/// waiting for a CPU, i.e. while other processes had both cores. A figure
-/// from a run that waited much is disturbed; rerun it.
-fn bench_noted<F>(group: &mut BenchmarkGroup<'_, WallTime>, id: BenchmarkId, mut f: F)
-where
-    F: FnMut(&mut Bencher<'_, WallTime>),
-{
-    let before = ThreadClock::now();
-    // Criterion calls `f` only when the benchmark passes the run's filter.
-    let ran = Cell::new(false);
-    group.bench_function(id, |b| {
-        ran.set(true);
-        f(b)
-    });
-    if !ran.get() {
-        return;
-    }
-    if let (Some((_, wait0)), Some((_, wait1))) = (before.sched, sched_clocks()) {
-        let share = (wait1 - wait0).as_secs_f64() / before.wall.elapsed().as_secs_f64();
-        println!(
-            "    (waited for a CPU {:.0}% of this benchmark)",
-            share * 100.0
-        );
     }
 }
 
@@ -881,131 +856,8 @@ fn shared_rings() -> (LockFree, Locked) {
     (lock_free, locked)
 }
 
-/// A thread's clocks at one moment: wall time, the thread's own CPU time,
-/// and how long it has been runnable but waiting for a CPU. The split
-/// tells a slow reader apart from a reader that lost its core to other
-/// processes: this is a shared 2-core machine.
-struct ThreadClock {
-    /// When the clocks were read.
-    wall: Instant,
-    /// `None` where the thread clocks are not available (not Linux).
-    sched: Option<(Duration, Duration)>,
-}
-
-impl ThreadClock {
-    /// Reads the clocks of the calling thread (a few microseconds; call it
-    /// outside measured loops).
-    fn now() -> ThreadClock {
-        ThreadClock {
-            sched: sched_clocks(),
-            wall: Instant::now(),
-        }
-    }
-
-    /// Adds the time since `self` was taken, on the same thread, and
-    /// `lookups`, to `tally`.
-    fn add_to(&self, tally: &Tally, lookups: u64) {
-        let wall = self.wall.elapsed();
-        if let (Some((cpu0, wait0)), Some((cpu1, wait1))) = (self.sched, sched_clocks()) {
-            tally.add(wall, cpu1 - cpu0, wait1 - wait0, lookups);
-        }
-    }
-}
-
-/// The calling thread's (CPU time, time waiting for a CPU). CPU time is
-/// `CLOCK_THREAD_CPUTIME_ID` (exact; the schedstat file's CPU figure can
-/// lag by a scheduler tick); the wait is the kernel's `run_delay` from
-/// `/proc/thread-self/schedstat`, current whenever the thread is running.
-#[cfg(target_os = "linux")]
-fn sched_clocks() -> Option<(Duration, Duration)> {
-    let mut tp = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `tp` is a live, writable `timespec` and the clock id is a
-    // valid one; `clock_gettime` writes nothing else.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut tp) } != 0 {
-        return None;
-    }
-    let cpu = Duration::new(
-        u64::try_from(tp.tv_sec).ok()?,
-        u32::try_from(tp.tv_nsec).ok()?,
-    );
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let waiting = stat.split_whitespace().nth(1)?.parse().ok()?;
-    Some((cpu, Duration::from_nanos(waiting)))
-}
-
-/// See the Linux version; elsewhere there are no per-thread clocks here.
-#[cfg(not(target_os = "linux"))]
-fn sched_clocks() -> Option<(Duration, Duration)> {
-    None
-}
-
-/// Reader and writer time summed over one benchmark's samples, printed
-/// after it by [`Tally::report`]: criterion reports only the median wall
-/// time, which on a shared machine mixes the ring's cost with time the
-/// reader spent off its core.
-struct Tally {
-    /// Reader nanoseconds, wall clock.
-    wall: AtomicU64,
-    /// Reader nanoseconds on a CPU.
-    cpu: AtomicU64,
-    /// Reader nanoseconds runnable but waiting for a CPU.
-    waiting: AtomicU64,
-    /// Lookups the readers did.
-    lookups: AtomicU64,
-    /// Membership changes the writer made while readers were timed.
-    edits: AtomicU64,
-}
-
 /// The one tally the thread benchmarks use (they run one at a time).
-static TALLY: Tally = Tally {
-    wall: AtomicU64::new(0),
-    cpu: AtomicU64::new(0),
-    waiting: AtomicU64::new(0),
-    lookups: AtomicU64::new(0),
-    edits: AtomicU64::new(0),
-};
-
-impl Tally {
-    fn add(&self, wall: Duration, cpu: Duration, waiting: Duration, lookups: u64) {
-        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.wall.fetch_add(ns(wall), Ordering::Relaxed);
-        self.cpu.fetch_add(ns(cpu), Ordering::Relaxed);
-        self.waiting.fetch_add(ns(waiting), Ordering::Relaxed);
-        self.lookups.fetch_add(lookups, Ordering::Relaxed);
-    }
-
-    /// Prints the per-lookup split of reader time (wall = on-CPU + waiting
-    /// for a CPU + the rest, which is blocked on a lock or the clocks'
-    /// error) and the writer's rate, then resets the tally. A reader that
-    /// yields while spinning on a lock (parking_lot does, before parking)
-    /// shows that time as waiting for a CPU too.
-    fn report(&self, label: &str) {
-        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed) as f64;
-        let (wall, cpu, waiting) = (take(&self.wall), take(&self.cpu), take(&self.waiting));
-        let (lookups, edits) = (take(&self.lookups), take(&self.edits));
-        if lookups == 0.0 {
-            return;
-        }
-        let per = |ns: f64| ns / lookups;
-        let mut line = format!(
-            "{label}: reader ns/lookup: wall {:.1} = on-CPU {:.1} + waiting for a CPU {:.1} \
-             + blocked/other {:.1}",
-            per(wall),
-            per(cpu),
-            per(waiting),
-            per(wall - cpu - waiting),
-        );
-        if edits > 0.0 {
-            // `wall` is per reader thread; with one reader, the writer ran
-            // for about that long.
-            line += &format!("; writer {:.0} membership changes/s", edits / (wall / 1e9));
-        }
-        println!("{line}");
-    }
-}
+static TALLY: Tally = Tally::new();
 
 /// The writer thread of a contention benchmark: which ring it churns, and
 /// how often.
@@ -1077,7 +929,7 @@ fn reader_with_writer<R: Shared, W: Shared>(
         stop.store(true, Ordering::Relaxed);
         if let Some(handle) = handle {
             let edits = handle.join().unwrap();
-            TALLY.edits.fetch_add(edits, Ordering::Relaxed);
+            TALLY.add_edits(edits);
         }
         elapsed
     })
