@@ -1,6 +1,7 @@
 //! What the benchmarks share: the CPU accounting that tells a slow
 //! benchmark from one that lost its core to other processes (this is a
-//! shared 2-core machine).
+//! shared 2-core machine), and the numbered keys of the cluster and node
+//! benchmarks.
 //!
 //! * [`bench_noted`] runs one criterion benchmark and prints the share of
 //!   it the thread spent waiting for a CPU.
@@ -21,6 +22,14 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, BenchmarkId};
+
+/// `count` keys `user:00000000`, `user:00000001`, ...: fixed-width (13
+/// bytes below 10^8 keys), the same on every run.
+pub fn numbered_keys(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| format!("user:{i:08}").into_bytes())
+        .collect()
+}
 
 /// `group.bench_function(id, f)`, then prints the share of that run (warm
 /// up, samples and analysis) the benchmark thread spent runnable but
