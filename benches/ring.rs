@@ -486,7 +486,7 @@ fn build_ketama_ring(members: &[(String, u32)], counts: &[u32]) -> Ring {
     for (name, weight) in members {
         ring.add_node(name, *weight).expect("valid node");
     }
-    let points: Vec<u32> = ring.nodes().iter().map(|n| n.vnodes).collect();
+    let points: Vec<u32> = ring.nodes().iter().map(|n| n.points).collect();
     assert_eq!(points, counts);
     ring
 }
@@ -735,8 +735,8 @@ fn bench_mutation(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 timed_with_undo(
                     iters,
-                    || ring.set_vnodes(target, 2 * REF_VNODES).unwrap(),
-                    || ring.set_vnodes(target, REF_VNODES).unwrap(),
+                    || ring.set_weight(target, 2 * REF_VNODES).unwrap(),
+                    || ring.set_weight(target, REF_VNODES).unwrap(),
                 )
             })
         },
@@ -746,13 +746,13 @@ fn bench_mutation(c: &mut Criterion) {
         BenchmarkId::new("ringcache/set_vnodes_320to160", &size),
         |b| {
             b.iter_custom(|iters| {
-                ring.set_vnodes(target, 2 * REF_VNODES).unwrap();
+                ring.set_weight(target, 2 * REF_VNODES).unwrap();
                 let total = timed_with_undo(
                     iters,
-                    || ring.set_vnodes(target, REF_VNODES).unwrap(),
-                    || ring.set_vnodes(target, 2 * REF_VNODES).unwrap(),
+                    || ring.set_weight(target, REF_VNODES).unwrap(),
+                    || ring.set_weight(target, 2 * REF_VNODES).unwrap(),
                 );
-                ring.set_vnodes(target, REF_VNODES).unwrap();
+                ring.set_weight(target, REF_VNODES).unwrap();
                 total
             })
         },

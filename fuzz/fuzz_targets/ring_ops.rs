@@ -3,12 +3,12 @@
 //! [`ReferenceRing`]; every answer must agree exactly.
 //!
 //! An input runs against rings of one placement (see the input format): an
-//! xxh3 pair (`Ring::with_max_vnodes(MAX_VNODES)` and
+//! xxh3 pair (`Ring::with_max_weight(MAX_VNODES)` and
 //! `ReferenceRing::new(MAX_VNODES)`), or, when the input starts with the
 //! [`KETAMA_MARKER`] byte, a ketama pair
 //! (`Ring::with_placement(Placement::Ketama, MAX_VNODES)` and
 //! `ReferenceRing::with_placement(Placement::Ketama, MAX_VNODES)`), where
-//! the `vnodes` of `add`/`set_vnodes` are ketama weights.
+//! the `vnodes` of `add`/`set_weight` are ketama weights.
 //!
 //! What is checked, op by op:
 //!
@@ -71,7 +71,7 @@
 //! op      := tag:u8 body         tag % 6 picks the op:
 //!   0 add        name vnodes
 //!   1 remove     id
-//!   2 set_vnodes id vnodes       (ketama: sets the weight)
+//!   2 set_weight id weight
 //!   3 lookup     key
 //!   4 lookup_n   n:u8 key        n % 9, so 0..=8
 //!   5 probe      h:u64 (LE)
@@ -115,7 +115,7 @@ use ringcache::hash::{ketama_key_hash, key_hash, Placement};
 use ringcache::ring::reference::ReferenceRing;
 use ringcache::{NodeId, Ring, RingError};
 
-/// The vnode limit (ketama: weight limit) of both rings: small, so edits
+/// The weight limit of both rings: small, so edits
 /// and rebuilds stay cheap.
 const MAX_VNODES: u32 = 64;
 
@@ -355,7 +355,7 @@ impl Harness {
     fn new(placement: Placement) -> Harness {
         let (ring, reference) = match placement {
             Placement::Xxh3 => (
-                Ring::with_max_vnodes(MAX_VNODES),
+                Ring::with_max_weight(MAX_VNODES),
                 ReferenceRing::new(MAX_VNODES),
             ),
             Placement::Ketama => (
@@ -378,7 +378,7 @@ impl Harness {
     fn fail(&self, msg: fmt::Arguments<'_>) -> ! {
         let rings = match self.placement {
             Placement::Xxh3 => {
-                format!("Ring::with_max_vnodes({MAX_VNODES}) and ReferenceRing::new({MAX_VNODES})")
+                format!("Ring::with_max_weight({MAX_VNODES}) and ReferenceRing::new({MAX_VNODES})")
             }
             Placement::Ketama => format!(
                 "Ring::with_placement(Ketama, {MAX_VNODES}) and \
@@ -419,8 +419,8 @@ impl Harness {
             }
             Op::SetVnodes { id, vnodes } => {
                 let _ = self.edit(
-                    |ring| ring.set_vnodes(id, vnodes),
-                    |r| r.set_vnodes(id, vnodes),
+                    |ring| ring.set_weight(id, vnodes),
+                    |r| r.set_weight(id, vnodes),
                 );
             }
             Op::Lookup { key } => {
@@ -571,7 +571,7 @@ impl Harness {
         // (`min(n, node count)`) while such a node is a member.
         let count = match self.placement {
             Placement::Xxh3 => snap.node_count(),
-            Placement::Ketama => snap.nodes().iter().filter(|n| n.vnodes > 0).count(),
+            Placement::Ketama => snap.nodes().iter().filter(|n| n.points > 0).count(),
         };
         if got.len() != n.min(count) || (n > 0 && got.first().copied() != first) {
             self.fail(format_args!(
@@ -593,7 +593,7 @@ impl Harness {
         let shares = self.ring.nodes();
         let got: Vec<(NodeId, String, u32, u32)> = shares
             .iter()
-            .map(|s| (s.id, s.name.to_string(), s.weight, s.vnodes))
+            .map(|s| (s.id, s.name.to_string(), s.weight, s.points))
             .collect();
         if got != want {
             self.fail(format_args!(
@@ -748,10 +748,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut bytes = Bytes { data };
     let mut h = Harness::new(placement);
-    if h.ring.max_vnodes() != MAX_VNODES || h.ring.placement() != placement {
+    if h.ring.max_weight() != MAX_VNODES || h.ring.placement() != placement {
         h.fail(format_args!(
-            "max_vnodes() = {}, placement() = {:?}",
-            h.ring.max_vnodes(),
+            "max_weight() = {}, placement() = {:?}",
+            h.ring.max_weight(),
             h.ring.placement()
         ));
     }

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{NodeId, RingError, DEFAULT_MAX_VNODES, MAX_TOTAL_POINTS};
+use super::{NodeId, RingError, DEFAULT_MAX_WEIGHT, MAX_TOTAL_POINTS};
 use crate::hash::{
     ketama_points, ketama_points_per_server, vnode_point, Placement, KETAMA_POINTS_PER_SERVER,
 };
@@ -47,7 +47,7 @@ pub struct ReferenceRing {
     points: BTreeMap<(u64, Tie, u32), NodeId>,
     next_id: u32,
     /// The largest weight (xxh3: vnode count) one member may have.
-    max_vnodes: u32,
+    max_weight: u32,
 }
 
 /// What orders two equal points: the entry that sorts first owns the point.
@@ -63,15 +63,15 @@ enum Tie {
 
 impl Default for ReferenceRing {
     fn default() -> Self {
-        ReferenceRing::new(DEFAULT_MAX_VNODES)
+        ReferenceRing::new(DEFAULT_MAX_WEIGHT)
     }
 }
 
 impl ReferenceRing {
     /// An empty xxh3 reference ring with the given vnode limit, the model of
-    /// [`super::Ring::with_max_vnodes`].
-    pub fn new(max_vnodes: u32) -> ReferenceRing {
-        ReferenceRing::with_placement(Placement::Xxh3, max_vnodes)
+    /// [`super::Ring::with_max_weight`].
+    pub fn new(max_weight: u32) -> ReferenceRing {
+        ReferenceRing::with_placement(Placement::Xxh3, max_weight)
     }
 
     /// An empty reference ring placing keys by `placement`, whose members
@@ -83,7 +83,7 @@ impl ReferenceRing {
             members: BTreeMap::new(),
             points: BTreeMap::new(),
             next_id: 0,
-            max_vnodes: max_weight,
+            max_weight,
         }
     }
 
@@ -93,8 +93,8 @@ impl ReferenceRing {
     }
 
     /// The largest weight (xxh3: vnode count) this ring accepts.
-    pub fn max_vnodes(&self) -> u32 {
-        self.max_vnodes
+    pub fn max_weight(&self) -> u32 {
+        self.max_weight
     }
 
     fn rebuild(&mut self) {
@@ -141,11 +141,14 @@ impl ReferenceRing {
     }
 
     fn vnodes_ok(&self, vnodes: u32) -> Result<(), RingError> {
-        let max = self.max_vnodes;
+        let max = self.max_weight;
         match (self.placement, vnodes) {
             (_, v) if (1..=max).contains(&v) => Ok(()),
-            (Placement::Xxh3, vnodes) => Err(RingError::VnodesOutOfRange { vnodes, max }),
-            (Placement::Ketama, weight) => Err(RingError::WeightOutOfRange { weight, max }),
+            (placement, weight) => Err(RingError::WeightOutOfRange {
+                weight,
+                max,
+                placement,
+            }),
         }
     }
 
@@ -213,9 +216,9 @@ impl ReferenceRing {
         Ok(())
     }
 
-    /// Same contract as [`super::Ring::set_vnodes`]: `vnodes` is the
+    /// Same contract as [`super::Ring::set_weight`]: `vnodes` is the
     /// member's new weight (xxh3: its vnode count).
-    pub fn set_vnodes(&mut self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
+    pub fn set_weight(&mut self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
         if !self.members.contains_key(&id) {
             return Err(RingError::UnknownNode(id));
         }
@@ -284,7 +287,7 @@ impl ReferenceRing {
     }
 
     /// The members, sorted by id: id, name and weight. The weight is what
-    /// `add_node`/`set_vnodes` set (what [`super::NodeInfo::weight`]
+    /// `add_node`/`set_weight` set (what [`super::NodeInfo::weight`]
     /// reports): under xxh3 it is also the member's vnode (point) count;
     /// under ketama the point count is derived, see
     /// [`ReferenceRing::point_counts`].
@@ -402,21 +405,21 @@ mod tests {
             })
         );
         assert_eq!(
-            ring.set_vnodes(NodeId(0), 1),
-            reference.set_vnodes(NodeId(0), 1)
+            ring.set_weight(NodeId(0), 1),
+            reference.set_weight(NodeId(0), 1)
         );
         assert_eq!(
             ring.add_node("b", max - 1),
             reference.add_node("b", max - 1)
         );
         for (id, weight) in [(0, 2), (0, 0), (1, max), (7, 1)] {
-            let want = reference.set_vnodes(NodeId(id), weight);
+            let want = reference.set_weight(NodeId(id), weight);
             assert!(want.is_err(), "{id} {weight}: {want:?}");
-            assert_eq!(ring.set_vnodes(NodeId(id), weight), want);
+            assert_eq!(ring.set_weight(NodeId(id), weight), want);
         }
         let counts: Vec<(NodeId, u32)> = reference.point_counts().collect();
         let shares = ring.nodes();
-        let got: Vec<(NodeId, u32)> = shares.iter().map(|s| (s.id, s.vnodes)).collect();
+        let got: Vec<(NodeId, u32)> = shares.iter().map(|s| (s.id, s.points)).collect();
         assert_eq!(got, counts);
     }
 
