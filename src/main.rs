@@ -294,6 +294,9 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(LOG_FILTER))
         .format_timestamp_millis()
         .init();
+    // Before the cluster is built: connecting to Redis nodes is the
+    // process's first use of may, which fixes its workers and stack size.
+    ringcache::http::configure_runtime(cli.workers, ringcache::http::DEFAULT_STACK_SIZE);
     let setup = match &cli.config {
         Some(path) => from_file(path),
         None => cli

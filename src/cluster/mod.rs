@@ -791,8 +791,13 @@ fn change<T>(
     rings.extend(old.rings.iter().cloned());
     let mut nodes = old.nodes.clone();
     if let Some(slot) = added {
-        let at = nodes.partition_point(|n| n.id < slot.id);
-        nodes.insert(at, Arc::new(slot));
+        // A readmitted node may still have its slot here, from an older
+        // ring in play: the new slot (same store) replaces it, never sits
+        // beside it.
+        match nodes.binary_search_by_key(&slot.id, |n| n.id) {
+            Ok(at) => nodes[at] = Arc::new(slot),
+            Err(at) => nodes.insert(at, Arc::new(slot)),
+        }
     }
     // Keep each slot's weight and point count in step with the ring (for
     // listings of draining nodes, which the ring no longer knows). Under

@@ -74,6 +74,32 @@ use crate::telemetry::Telemetry;
 /// The longest pause of the accept loop after `accept` fails.
 pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Coroutine stack size the server asks of `may`: 256 KiB. Routes and
+/// the metrics rendering run on coroutines; `may`'s default (32 KiB) is too
+/// small for them in debug builds.
+pub const DEFAULT_STACK_SIZE: usize = 256 << 10;
+
+/// Configures `may`'s runtime (worker threads, 0 for one per core, and the
+/// coroutine stack size in bytes), once per process; later calls do
+/// nothing. Call it before anything in the process uses `may`: its first
+/// use (a Redis node's socket, for instance, when a cluster connects to its
+/// servers) starts the runtime with whatever is configured then, and
+/// coroutines reuse those stacks. [`Server::start`] calls it too.
+pub fn configure_runtime(workers: usize, stack_size: usize) {
+    static CONFIGURED: OnceLock<()> = OnceLock::new();
+    CONFIGURED.get_or_init(|| {
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            workers
+        };
+        // may counts stack size in machine words.
+        may::config()
+            .set_workers(workers)
+            .set_stack_size(stack_size / std::mem::size_of::<usize>());
+    });
+}
+
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -96,7 +122,7 @@ impl ServerConfig {
             settings,
             workers: 0,
             // Handlers keep their data on the heap; JSON bodies are capped.
-            stack_size: 256 << 10,
+            stack_size: DEFAULT_STACK_SIZE,
             metrics: true,
             reload_stats: None,
         }
@@ -188,18 +214,7 @@ impl Server {
         cluster: Arc<Cluster>,
         config: ServerConfig,
     ) -> io::Result<Server> {
-        static CONFIGURED: OnceLock<()> = OnceLock::new();
-        CONFIGURED.get_or_init(|| {
-            let workers = if config.workers == 0 {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            } else {
-                config.workers
-            };
-            // may counts stack size in machine words.
-            may::config()
-                .set_workers(workers)
-                .set_stack_size(config.stack_size / std::mem::size_of::<usize>());
-        });
+        configure_runtime(config.workers, config.stack_size);
         let addr = listener.local_addr()?;
         listener.std.set_nonblocking(true)?;
         let fd = listener.std.into_raw_fd();
