@@ -11,7 +11,7 @@
 # Exits non-zero on the first failure. Needs the nightly toolchain for the
 # fuzz stage; scripts/fuzz.sh installs cargo-fuzz, scripts/load.sh wrk,
 # scripts/browser_test.sh Chromium and this script redis-server (for the
-# hit-ratio bench) when they are missing.
+# Redis-node tests and the hit-ratio bench) when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +29,9 @@ stage() { # name command...
   passed=$((passed + 1))
 }
 
-# benches/hit_ratio.rs compares against a real redis-server (it starts its
-# own on 127.0.0.1) and fails when it is missing.
+# tests/redis_nodes.rs runs ringcache in front of real redis-servers and
+# benches/hit_ratio.rs compares against one (each starts its own on
+# 127.0.0.1); both fail when it is missing.
 ensure_redis() {
   command -v redis-server >/dev/null 2>&1 && return 0
   echo "redis-server is missing; installing it from Debian's packages"
@@ -38,8 +39,8 @@ ensure_redis() {
   else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi
 }
 
+stage "redis-server for the Redis-node tests and the hit-ratio bench" ensure_redis
 stage "cargo test" cargo test
-stage "redis-server for the hit-ratio bench" ensure_redis
 stage "benchmarks, once each (smoke)" cargo test --benches
 stage "wrk churn smoke (every GET must answer 200 while nodes change)" scripts/load.sh --smoke
 stage "dashboard in headless Chromium" scripts/browser_test.sh

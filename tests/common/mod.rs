@@ -10,11 +10,16 @@
 //!   byte for byte. Every socket has read and write timeouts, so no test can
 //!   hang on a server that stopped answering.
 //!
+//! * [`redis`] runs real `redis-server` processes (for `redis_nodes`) and
+//!   reads what they hold with a tiny RESP client.
+//!
 //! No HTTP client crate is used on purpose: the hostile tests need to send
 //! bytes no well-behaved client would.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
+
+pub mod redis;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
