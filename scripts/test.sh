@@ -4,12 +4,15 @@
 #   unit, integration, property, stress and doc tests   (cargo test)
 #   every benchmark run once as a smoke test             (cargo test --benches)
 #   wrk churn smoke: reads during membership changes     (scripts/load.sh --smoke)
+#   Redis fleet smoke: ringcache before 3 redis-servers,
+#   nginx before 3 memcached, relocation between servers (scripts/load_redis.sh --smoke)
 #   the dashboard in headless Chromium                   (scripts/browser_test.sh)
 #   the ring_ops fuzz target for FUZZ_SECONDS (120) and
 #   http_framing for HTTP_FUZZ_SECONDS (60)              (scripts/fuzz.sh)
 #
 # Exits non-zero on the first failure. Needs the nightly toolchain for the
 # fuzz stage; scripts/fuzz.sh installs cargo-fuzz, scripts/load.sh wrk,
+# scripts/load_redis.sh nginx, its memc module and memcached,
 # scripts/browser_test.sh Chromium and this script redis-server (for the
 # Redis-node tests and the hit-ratio bench) when they are missing.
 set -euo pipefail
@@ -43,6 +46,7 @@ stage "redis-server for the Redis-node tests and the hit-ratio bench" ensure_red
 stage "cargo test" cargo test
 stage "benchmarks, once each (smoke)" cargo test --benches
 stage "wrk churn smoke (every GET must answer 200 while nodes change)" scripts/load.sh --smoke
+stage "Redis fleet smoke (ringcache before 3 redis-servers and nginx before 3 memcached answer 2xx; relocation keeps every key)" scripts/load_redis.sh --smoke
 stage "dashboard in headless Chromium" scripts/browser_test.sh
 stage "fuzz ring_ops for ${FUZZ_SECONDS:-120}s and http_framing for ${HTTP_FUZZ_SECONDS:-60}s" scripts/fuzz.sh
 

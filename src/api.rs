@@ -554,7 +554,7 @@ impl<'a> NodeJson<'a> {
             name: &n.name,
             weight: ketama_weight(placement, n.weight),
             vnodes: n.vnodes,
-            state: if n.draining { "draining" } else { "serving" },
+            state: n.state.as_str(),
             redis: n.redis.as_deref(),
             keys: n.stats.keys,
             bytes: n.stats.bytes,
@@ -677,12 +677,15 @@ fn cluster_error(cluster: &Cluster, e: &ClusterError) -> Reply {
         ClusterError::Ring(RingError::DuplicateName(_)) => 409,
         ClusterError::LastNode(_) => 409,
         ClusterError::ServerTaken { .. } => 409,
+        ClusterError::Ejected(_) => 409,
         ClusterError::Ring(_) => 400,
         ClusterError::NoNodes => 503,
         ClusterError::Store(_) => 413,
         ClusterError::Unreachable(_) => 502,
         ClusterError::NodeFailed { error, .. } => match error.kind {
             RemoteErrorKind::Timeout => 504,
+            // Known down (or ejected): failed at once, without a call.
+            RemoteErrorKind::Down | RemoteErrorKind::Ejected => 503,
             _ => 502,
         },
     };

@@ -67,7 +67,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use serde::Deserialize;
 
-use crate::cluster::{Cluster, ClusterError, NodeKind};
+use crate::cluster::{Cluster, ClusterError, FailurePolicy, HealthOptions, NodeKind};
 use crate::hash::Placement;
 use crate::node::RedisOptions;
 use crate::settings::{Limits, NodeSpec, Settings, SettingsError, Timeouts};
@@ -199,8 +199,56 @@ pub struct FileConfig {
     /// How Redis nodes are reached.
     #[serde(default)]
     pub redis: FileRedis,
+    /// How Redis nodes are checked, ejected and readmitted.
+    #[serde(default)]
+    pub health: FileHealth,
     /// The nodes, in order.
     pub nodes: Vec<FileNode>,
+}
+
+/// The file's `health:` section (see [`HealthOptions`]).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileHealth {
+    /// Time between two checks of a node.
+    #[serde(deserialize_with = "crate::settings::duration")]
+    pub interval: Duration,
+    /// A check without `PONG` within it fails.
+    #[serde(deserialize_with = "crate::settings::duration")]
+    pub timeout: Duration,
+    /// Consecutive failures that take a node out.
+    pub eject_after: u32,
+    /// Consecutive passed checks that bring it back.
+    pub readmit_after: u32,
+    /// The least time an ejected node stays out.
+    #[serde(deserialize_with = "crate::settings::duration")]
+    pub ejection_time: Duration,
+    /// The largest share of nodes ejected at once, in percent.
+    pub max_ejected_percent: u32,
+    /// `eject` or `fail`.
+    #[serde(deserialize_with = "policy")]
+    pub on_failure: FailurePolicy,
+}
+
+impl Default for FileHealth {
+    fn default() -> Self {
+        let h = HealthOptions::default();
+        FileHealth {
+            interval: h.interval,
+            timeout: h.timeout,
+            eject_after: h.eject_after,
+            readmit_after: h.readmit_after,
+            ejection_time: h.ejection_time,
+            max_ejected_percent: h.max_ejected_percent,
+            on_failure: h.policy,
+        }
+    }
+}
+
+fn policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FailurePolicy, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 /// The file's `redis:` section: how every Redis node is reached.
@@ -377,6 +425,15 @@ impl FileConfig {
                 timeout: self.redis.timeout,
                 connections: self.redis.connections,
             },
+            health: HealthOptions {
+                interval: self.health.interval,
+                timeout: self.health.timeout,
+                eject_after: self.health.eject_after,
+                readmit_after: self.health.readmit_after,
+                ejection_time: self.health.ejection_time,
+                max_ejected_percent: self.health.max_ejected_percent,
+                policy: self.health.on_failure,
+            },
         }
     }
 
@@ -417,6 +474,7 @@ impl FileConfig {
         &Timeouts,
         Option<&Path>,
         &FileRedis,
+        &FileHealth,
     ) {
         (
             &self.listen,
@@ -425,6 +483,7 @@ impl FileConfig {
             &self.timeouts,
             self.admin_token_file.as_deref(),
             &self.redis,
+            &self.health,
         )
     }
 }
@@ -455,7 +514,8 @@ pub fn apply(cluster: &Cluster, cfg: &Settings) -> Result<Applied, ClusterError>
     let running: HashMap<String, (crate::ring::NodeId, u32, NodeKind)> = cluster
         .nodes()
         .into_iter()
-        .filter(|n| !n.draining)
+        // Ejected and down nodes are still the file's nodes.
+        .filter(|n| n.state != crate::cluster::NodeState::Draining)
         .map(|n| {
             let kind = match n.redis {
                 Some(addr) => NodeKind::Redis(addr),
@@ -567,7 +627,7 @@ fn watch(
         let outcome = FileConfig::parse(&text).and_then(|cfg| {
             if cfg.startup_only() != last.startup_only() {
                 return Err(invalid(
-                    "listen, hash, limits, timeouts, admin_token_file and redis cannot change while running; restart ringcache to change them".into(),
+                    "listen, hash, limits, timeouts, admin_token_file, redis and health cannot change while running; restart ringcache to change them".into(),
                 ));
             }
             Ok(cfg)

@@ -60,6 +60,7 @@ pub mod config;
 pub mod hash;
 pub mod http;
 pub mod node;
+mod published;
 pub mod ring;
 pub mod settings;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::Parser;
 use ringcache::cluster::{Cluster, ClusterConfig};
+use ringcache::cluster::{FailurePolicy, HealthOptions};
 use ringcache::hash::Placement;
 use ringcache::http::{Listener, Server, ServerConfig};
 use ringcache::node::RedisOptions;
@@ -27,7 +28,7 @@ struct Cli {
     /// reload_interval and on SIGHUP; a changed file is applied to the
     /// running cluster. Replaces the flags that describe the cluster, which
     /// may not be given with it.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "hash", "nodes", "vnodes", "weight", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes", "max_header_bytes", "max_connections", "head_timeout", "body_timeout", "idle_timeout", "write_timeout", "shutdown_timeout", "redis", "redis_prefix", "redis_timeout", "redis_connections"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "hash", "nodes", "vnodes", "weight", "admin_token", "node_max_bytes", "max_key_bytes", "max_value_bytes", "max_header_bytes", "max_connections", "head_timeout", "body_timeout", "idle_timeout", "write_timeout", "shutdown_timeout", "redis", "redis_prefix", "redis_timeout", "redis_connections", "health_interval", "health_timeout", "eject_after", "readmit_after", "ejection_time", "max_ejected_percent", "on_failure"])]
     config: Option<std::path::PathBuf>,
 
     /// Address to listen on (host:port). Keep it on loopback unless a proxy
@@ -59,6 +60,42 @@ struct Cli {
     /// Connections to each Redis server; a call uses one at a time.
     #[arg(long, default_value_t = DEFAULTS.with(|d| d.redis.connections), value_name = "N")]
     redis_connections: usize,
+
+    /// Time between two health checks (PING on its own connection) of each
+    /// Redis node.
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.health.interval.into()), value_name = "DURATION")]
+    health_interval: humantime::Duration,
+
+    /// A health check without PONG within this time fails (an error reply
+    /// such as LOADING or NOAUTH fails too).
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.health.timeout.into()), value_name = "DURATION")]
+    health_timeout: humantime::Duration,
+
+    /// Consecutive failures (checks and requests to the node) after which a
+    /// Redis node is ejected (or, with --on-failure fail, marked down).
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.health.eject_after), value_name = "N")]
+    eject_after: u32,
+
+    /// Consecutive passed checks after which it serves again.
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.health.readmit_after), value_name = "N")]
+    readmit_after: u32,
+
+    /// The least time an ejected node stays out; doubles with each repeated
+    /// ejection (+-20% jitter, at most 5 minutes).
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.health.ejection_time.into()), value_name = "DURATION")]
+    ejection_time: humantime::Duration,
+
+    /// At most this share of the nodes is ejected at once (always at least
+    /// one); beyond it failing nodes stay in the ring and get fast 503s.
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.health.max_ejected_percent), value_name = "PERCENT")]
+    max_ejected_percent: u32,
+
+    /// What a failing Redis node gets: eject (leave the ring; its keys are
+    /// served elsewhere as misses, and it is cleared before it returns) or
+    /// fail (keep its place; its keys get 503 until it recovers, data
+    /// intact).
+    #[arg(long, default_value_t = DEFAULTS.with(|d| d.health.policy), value_name = "eject|fail")]
+    on_failure: FailurePolicy,
 
     /// How keys are placed: xxh3 (ringcache's own, with vnodes) or ketama
     /// (libmemcached's and twemproxy's weighted ketama, with weights; agrees
@@ -184,6 +221,15 @@ impl Cli {
                 timeout: self.redis_timeout.into(),
                 connections: self.redis_connections,
             },
+            health: HealthOptions {
+                interval: self.health_interval.into(),
+                timeout: self.health_timeout.into(),
+                eject_after: self.eject_after,
+                readmit_after: self.readmit_after,
+                ejection_time: self.ejection_time.into(),
+                max_ejected_percent: self.max_ejected_percent,
+                policy: self.on_failure,
+            },
             limits: Limits {
                 max_key_bytes: self.max_key_bytes,
                 max_value_bytes: self.max_value_bytes,
@@ -218,6 +264,9 @@ fn flag_error(message: String) -> String {
         ("Redis command timeout", "--redis-timeout"),
         ("Redis connections per server", "--redis-connections"),
         ("Redis key prefix", "--redis-prefix"),
+        ("the health check interval", "--health-interval"),
+        ("the ejection time", "--ejection-time"),
+        ("the max ejected percent", "--max-ejected-percent"),
     ]
     .iter()
     .fold(message, |m, (field, flag)| m.replace(field, flag))
@@ -363,6 +412,7 @@ fn serve(
         node_max_bytes: settings.limits.node_max_bytes,
         placement: settings.hash,
         redis: settings.redis.clone(),
+        health: settings.health.clone(),
         ..ClusterConfig::default()
     });
     ringcache::config::apply(&cluster, &settings)

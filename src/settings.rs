@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cluster::NodeKind;
+use crate::cluster::{HealthOptions, NodeKind};
 use crate::hash::Placement;
 use crate::node::RedisOptions;
 use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES, DEFAULT_VNODES};
@@ -185,6 +185,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// How Redis nodes are reached (prefix, timeout, connections).
     pub redis: RedisOptions,
+    /// How Redis nodes are checked, ejected and readmitted.
+    pub health: HealthOptions,
 }
 
 impl Default for Settings {
@@ -203,6 +205,7 @@ impl Default for Settings {
             timeouts: Timeouts::default(),
             admin_token: None,
             redis: RedisOptions::default(),
+            health: HealthOptions::default(),
         }
     }
 }

@@ -24,7 +24,7 @@ use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::api::{Route, STATUSES};
-use crate::cluster::{Cluster, NodeStatus};
+use crate::cluster::{Cluster, NodeState, NodeStatus};
 
 /// Label for requests refused before a route was known (bad path, method).
 const UNROUTED: usize = Route::LABELS.len();
@@ -208,7 +208,7 @@ type NodeSeries = (&'static str, &'static str, fn(&NodeStatus) -> f64);
 /// The per-node series. Points on the ring sit beside the configured
 /// weight they follow from (equal under xxh3; under ketama points follow
 /// all weights).
-const NODE_SERIES: [NodeSeries; 13] = [
+const NODE_SERIES: [NodeSeries; 19] = [
     ("ringcache_node_keys", "gauge", |n| n.stats.keys as f64),
     ("ringcache_node_bytes", "gauge", |n| n.stats.bytes as f64),
     ("ringcache_node_max_bytes", "gauge", |n| {
@@ -218,7 +218,7 @@ const NODE_SERIES: [NodeSeries; 13] = [
     ("ringcache_node_weight", "gauge", |n| f64::from(n.weight)),
     ("ringcache_node_ownership", "gauge", |n| n.share),
     ("ringcache_node_draining", "gauge", |n| {
-        f64::from(u8::from(n.draining))
+        f64::from(u8::from(n.state == NodeState::Draining))
     }),
     ("ringcache_node_hits_total", "counter", |n| {
         n.stats.hits as f64
@@ -239,6 +239,28 @@ const NODE_SERIES: [NodeSeries; 13] = [
     }),
     ("ringcache_node_remote", "gauge", |n| {
         f64::from(u8::from(n.redis.is_some()))
+    }),
+    // Health of Redis nodes (all 0 for embedded nodes): 1 while failing
+    // its checks in the ring (its keys get 503) or ejected from it.
+    ("ringcache_node_down", "gauge", |n| {
+        f64::from(u8::from(n.state == NodeState::Down))
+    }),
+    ("ringcache_node_ejected", "gauge", |n| {
+        f64::from(u8::from(n.state == NodeState::Ejected))
+    }),
+    ("ringcache_node_ejections_total", "counter", |n| {
+        n.health.ejections as f64
+    }),
+    ("ringcache_node_health_checks_total", "counter", |n| {
+        n.health.checks as f64
+    }),
+    (
+        "ringcache_node_health_check_failures_total",
+        "counter",
+        |n| n.health.check_failures as f64,
+    ),
+    ("ringcache_node_health_check_seconds", "gauge", |n| {
+        n.health.last_check.as_secs_f64()
     }),
 ];
 

@@ -83,7 +83,9 @@ fn node_listing_adds_up() {
     }
     let nodes = cluster.nodes();
     assert_eq!(nodes.len(), 3);
-    assert!(nodes.iter().all(|n| n.vnodes == 160 && !n.draining));
+    assert!(nodes
+        .iter()
+        .all(|n| n.vnodes == 160 && n.state == ringcache::cluster::NodeState::Serving));
     let share: f64 = nodes.iter().map(|n| n.share).sum();
     assert!((share - 1.0).abs() < 1e-9);
     assert_eq!(nodes.iter().map(|n| n.stats.keys).sum::<usize>(), 3000);

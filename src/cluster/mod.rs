@@ -10,20 +10,21 @@
 //! # The topology
 //!
 //! Everything a request needs is one immutable `Topology`, published
-//! through a `crossbeam_epoch::Atomic` exactly as the ring publishes its
-//! tables: the rings in play (the current one first, then older ones whose
-//! keys may not have moved yet), and every node store by id, draining nodes
-//! included. A request pins, loads the topology once, and works from it.
-//! Membership edits are serialized by a mutex, edit the [`Ring`], and publish
-//! a new topology carrying a copy of the new ring table.
+//! through the same `Published` cell as the ring's tables (loads stay
+//! wait-free: one atomic load under a pin): the rings in play (the current
+//! one first, then older ones whose keys may not have moved yet), and every
+//! node store by id, draining nodes included. A request pins, loads the
+//! topology once, and works from it. Membership edits are serialized by a
+//! mutex, edit the [`Ring`], and publish a new topology that shares the
+//! ring's new table.
 //!
 //! # Orderings
 //!
-//! * `publish` swaps the topology with `Release`; requests and the mover load
-//!   it with `Acquire`. The pair makes a topology's contents (its ring tables
-//!   and node list) visible to whoever sees the pointer.
-//! * Retired topologies go to the epoch collector (`defer_destroy`), so a
-//!   request that loaded one may keep using it until it unpins.
+//! * The topology is published through the crate's `Published` cell
+//!   (Release swap, Acquire loads, retirement after an epoch grace period;
+//!   its module holds the safety argument), so a request that loaded one
+//!   may keep using it until it unpins. Its ring tables are the very
+//!   tables the ring published, shared by `Arc`, not copies.
 //! * The grace period the mover waits for before a sweep (see
 //!   [`mover`]) also rests on the epoch protocol: every request
 //!   holds its pin from loading the topology until its store operation is
@@ -37,16 +38,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_epoch as epoch;
 
+pub mod health;
 pub mod mover;
 mod topology;
 
+pub use health::{FailurePolicy, HealthOptions};
 pub use mover::RebalanceStatus;
 
 use topology::{Inner, NodeSlot, Topology};
 
 use crate::node::{
-    MemStore, NodeStats, RedisOptions, RedisStore, RemoteError, SetOutcome, Store, StoreError,
-    Value,
+    Health, HealthStats, MemStore, NodeStats, RedisOptions, RedisStore, RemoteError,
+    RemoteErrorKind, SetOutcome, Store, StoreError, Value,
 };
 use crate::ring::{NodeId, Placement, Ring, RingError};
 
@@ -74,6 +77,8 @@ pub struct ClusterConfig {
     pub sweep_interval: Duration,
     /// How Redis nodes are reached.
     pub redis: RedisOptions,
+    /// How Redis nodes are checked, ejected and readmitted.
+    pub health: HealthOptions,
 }
 
 impl Default for ClusterConfig {
@@ -85,6 +90,7 @@ impl Default for ClusterConfig {
             placement: Placement::Xxh3,
             sweep_interval: Duration::from_secs(1),
             redis: RedisOptions::default(),
+            health: HealthOptions::default(),
         }
     }
 }
@@ -102,6 +108,9 @@ pub enum ClusterError {
     Store(StoreError),
     /// A new node's server did not answer.
     Unreachable(RemoteError),
+    /// The node is ejected: it can be removed, not re-weighted, until it
+    /// is readmitted.
+    Ejected(NodeId),
     /// A new node's server already is node `node`.
     ServerTaken {
         /// The server's address as given.
@@ -131,6 +140,10 @@ impl fmt::Display for ClusterError {
             ClusterError::Store(e) => e.fmt(f),
             ClusterError::NodeFailed { node, error } => write!(f, "cache node {node}: {error}"),
             ClusterError::Unreachable(error) => write!(f, "cannot add the node: {error}"),
+            ClusterError::Ejected(id) => write!(
+                f,
+                "node {id} is ejected for failing its health checks; change its size after it is readmitted, or remove it"
+            ),
             ClusterError::ServerTaken { addr, node } => write!(
                 f,
                 "Redis server {addr} already is node {node}; one server can back only one node"
@@ -144,6 +157,17 @@ impl std::error::Error for ClusterError {}
 impl From<RingError> for ClusterError {
     fn from(e: RingError) -> Self {
         ClusterError::Ring(e)
+    }
+}
+
+/// `absent` in place of an ejected node's refusal. What an ejected node
+/// holds is forfeit: it is cleared before it serves again, so an older
+/// owner that is ejected counts as holding nothing, for a read's fallback
+/// and for a write's cleanup of older copies.
+fn forfeit_if_ejected<T>(result: Result<T, StoreError>, absent: T) -> Result<T, StoreError> {
+    match result {
+        Err(StoreError::Remote(e)) if e.kind == RemoteErrorKind::Ejected => Ok(absent),
+        r => r,
     }
 }
 
@@ -177,6 +201,33 @@ pub struct Served<T> {
     pub node_count: usize,
 }
 
+/// Where a node stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    /// In the ring, serving its keys.
+    Serving,
+    /// Left the ring; still holds keys the mover has to move.
+    Draining,
+    /// In the ring but failing its health checks (policy `fail`, or the
+    /// cap on ejected nodes reached): its keys get 503 at once.
+    Down,
+    /// Out of the ring for failing its health checks; readmitted (cleared
+    /// first) when it recovers.
+    Ejected,
+}
+
+impl NodeState {
+    /// The word listings use: `serving`, `draining`, `down`, `ejected`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Serving => "serving",
+            NodeState::Draining => "draining",
+            NodeState::Down => "down",
+            NodeState::Ejected => "ejected",
+        }
+    }
+}
+
 /// A node as listings show it.
 #[derive(Clone, Debug)]
 pub struct NodeStatus {
@@ -191,12 +242,14 @@ pub struct NodeStatus {
     pub vnodes: u32,
     /// Its share of the hash space in the current ring (0 if draining).
     pub share: f64,
-    /// True while it has left the ring but still holds keys to move.
-    pub draining: bool,
+    /// Serving, draining, down or ejected.
+    pub state: NodeState,
     /// Its store's counters.
     pub stats: NodeStats,
     /// Its Redis server's address; `None` for an embedded node.
     pub redis: Option<String>,
+    /// Its health-check counters (all 0 for an embedded node).
+    pub health: HealthStats,
 }
 
 /// A cache cluster: nodes placed on a consistent hash ring, with live
@@ -337,7 +390,8 @@ impl Cluster {
                 }
                 if topo.migrating() {
                     for old in topo.previous_owners(hash, owner) {
-                        if let Some(v) = node_call(old, topo.store(old).export(key))? {
+                        let copy = forfeit_if_ejected(topo.store(old).export(key), None);
+                        if let Some(v) = node_call(old, copy)? {
                             return Ok(Some((v.value, old)));
                         }
                     }
@@ -446,7 +500,8 @@ impl Cluster {
             let (owner, node_count) = Self::route(topo, hash)?;
             let mut value = node_call(owner, op(topo.store(owner)))?;
             for old in topo.previous_owners(hash, owner) {
-                node_call(old, cleanup(topo.store(old), &mut value))?;
+                let cleaned = cleanup(topo.store(old), &mut value);
+                node_call(old, forfeit_if_ejected(cleaned, ()))?;
             }
             Ok(Served {
                 value,
@@ -583,6 +638,16 @@ impl Cluster {
     /// [`ClusterError::LastNode`] for the last node, [`ClusterError::Ring`]
     /// for an unknown one.
     pub fn remove_node(&self, id: NodeId) -> Result<(), ClusterError> {
+        {
+            // An ejected node is out of the ring already: forget it.
+            let _m = self.inner.membership.lock();
+            let mut ejected = self.inner.ejected.lock();
+            if let Some(at) = ejected.iter().position(|n| n.id == id) {
+                let slot = ejected.remove(at);
+                log::info!("node {id} ({}) removed while ejected", slot.name);
+                return Ok(());
+            }
+        }
         self.change(|ring| {
             let snap = ring.pin();
             if snap.node(id).is_some() && snap.node_count() == 1 {
@@ -602,6 +667,9 @@ impl Cluster {
     ///
     /// [`ClusterError::Ring`] as [`Ring::set_vnodes`] refuses.
     pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), ClusterError> {
+        if self.inner.ejected.lock().iter().any(|n| n.id == id) {
+            return Err(ClusterError::Ejected(id));
+        }
         self.change(|ring| {
             ring.set_vnodes(id, vnodes)?;
             log::info!("node {id} now has {}", self.size_text(vnodes));
@@ -627,51 +695,7 @@ impl Cluster {
         &self,
         edit: impl FnOnce(&Ring) -> Result<(T, Option<NodeSlot>), ClusterError>,
     ) -> Result<T, ClusterError> {
-        let inner = &*self.inner;
-        let mut membership = inner.membership.lock();
-        // Queue behind the mover when too many rings are in play.
-        loop {
-            let in_play = inner.topology(&epoch::pin()).rings.len();
-            if in_play < MAX_RINGS_IN_PLAY {
-                break;
-            }
-            drop(membership);
-            inner.progress.wait_for_sweep(Duration::from_millis(100));
-            membership = inner.membership.lock();
-        }
-        let (result, added) = edit(&inner.ring)?;
-        let guard = epoch::pin();
-        let old = inner.topology(&guard);
-        let table = Arc::new(inner.ring.load(&guard).clone());
-        let mut rings = Vec::with_capacity(old.rings.len() + 1);
-        rings.push(table);
-        rings.extend(old.rings.iter().cloned());
-        let mut nodes = old.nodes.clone();
-        if let Some(slot) = added {
-            let at = nodes.partition_point(|n| n.id < slot.id);
-            nodes.insert(at, Arc::new(slot));
-        }
-        // Keep each slot's weight and point count in step with the ring (for
-        // listings of draining nodes, which the ring no longer knows). Under
-        // ketama one edit changes every node's point count.
-        for slot in nodes.iter_mut() {
-            if let Some(info) = rings[0].node(slot.id) {
-                if (info.weight, info.vnodes) != (slot.weight, slot.vnodes) {
-                    *slot = Arc::new(NodeSlot {
-                        id: slot.id,
-                        name: slot.name.clone(),
-                        weight: info.weight,
-                        vnodes: info.vnodes,
-                        store: slot.store.clone(),
-                    });
-                }
-            }
-        }
-        inner.publish(rings, nodes);
-        drop(guard);
-        inner.progress.request_sweep();
-        drop(membership);
-        Ok(result)
+        change(&self.inner, edit)
     }
 
     /// Where relocation stands.
@@ -686,28 +710,46 @@ impl Cluster {
         self.inner.progress.wait_idle(timeout)
     }
 
-    /// Every node that may hold keys: ring members, then draining nodes,
-    /// with their stats, sorted by id.
+    /// Every node: ring members, draining nodes and ejected nodes, with
+    /// their stats, sorted by id.
     pub fn nodes(&self) -> Vec<NodeStatus> {
+        let ejected = self.inner.ejected.lock().clone();
         let guard = epoch::pin();
         let topo = self.inner.topology(&guard);
         let shares = topo.current().shares();
-        topo.nodes
+        let mut out: Vec<NodeStatus> = topo
+            .nodes
             .iter()
+            .filter(|slot| !ejected.iter().any(|e| e.id == slot.id))
+            .chain(ejected.iter())
             .map(|slot| {
                 let member = shares.iter().find(|s| s.id == slot.id);
+                let health = slot.store.as_redis().map(|r| r.health());
+                let state = match (member, health) {
+                    (_, Some(Health::Ejected)) => NodeState::Ejected,
+                    (None, _) => NodeState::Draining,
+                    (Some(_), Some(Health::Down)) => NodeState::Down,
+                    (Some(_), _) => NodeState::Serving,
+                };
                 NodeStatus {
                     id: slot.id,
                     name: slot.name.clone(),
                     weight: member.map_or(slot.weight, |s| s.weight),
                     vnodes: member.map_or(slot.vnodes, |s| s.vnodes),
                     share: member.map_or(0.0, |s| s.share),
-                    draining: member.is_none(),
+                    state,
                     stats: slot.store.stats(),
                     redis: slot.store.remote_addr().map(String::from),
+                    health: slot
+                        .store
+                        .as_redis()
+                        .map(|r| r.health_stats())
+                        .unwrap_or_default(),
                 }
             })
-            .collect()
+            .collect();
+        out.sort_by_key(|n| n.id);
+        out
     }
 
     /// Node `id`'s store, member or draining, for inspection (tests, tools).
@@ -719,6 +761,139 @@ impl Cluster {
             .find(|n| n.id == id)
             .map(|n| n.store.clone())
     }
+}
+
+/// Applies one membership edit and publishes the topology for it.
+fn change<T>(
+    inner: &Inner,
+    edit: impl FnOnce(&Ring) -> Result<(T, Option<NodeSlot>), ClusterError>,
+) -> Result<T, ClusterError> {
+    let mut membership = inner.membership.lock();
+    // Queue behind the mover when too many rings are in play.
+    loop {
+        let in_play = inner.topology(&epoch::pin()).rings.len();
+        if in_play < MAX_RINGS_IN_PLAY {
+            break;
+        }
+        drop(membership);
+        inner.progress.wait_for_sweep(Duration::from_millis(100));
+        membership = inner.membership.lock();
+    }
+    let (result, added) = edit(&inner.ring)?;
+    let guard = epoch::pin();
+    let old = inner.topology(&guard);
+    // Shared with the ring, not copied: a topology holds the very table the
+    // ring published.
+    let table = inner.ring.snapshot();
+    let mut rings = Vec::with_capacity(old.rings.len() + 1);
+    rings.push(table);
+    rings.extend(old.rings.iter().cloned());
+    let mut nodes = old.nodes.clone();
+    if let Some(slot) = added {
+        let at = nodes.partition_point(|n| n.id < slot.id);
+        nodes.insert(at, Arc::new(slot));
+    }
+    // Keep each slot's weight and point count in step with the ring (for
+    // listings of draining nodes, which the ring no longer knows). Under
+    // ketama one edit changes every node's point count.
+    for slot in nodes.iter_mut() {
+        if let Some(info) = rings[0].node(slot.id) {
+            if (info.weight, info.vnodes) != (slot.weight, slot.vnodes) {
+                *slot = Arc::new(NodeSlot {
+                    id: slot.id,
+                    name: slot.name.clone(),
+                    weight: info.weight,
+                    vnodes: info.vnodes,
+                    store: slot.store.clone(),
+                });
+            }
+        }
+    }
+    inner.publish(rings, nodes);
+    drop(guard);
+    inner.progress.request_sweep();
+    drop(membership);
+    Ok(result)
+}
+
+/// Takes node `id` out of the ring for failing its health checks: its
+/// keys route to the other nodes at once (as misses), and nothing is
+/// moved from it. It is kept, as ejected, until [`readmit`]
+/// or a removal.
+///
+/// # Errors
+///
+/// [`ClusterError::LastNode`] for the last ring member,
+/// [`ClusterError::Ring`] if it is not a member.
+fn eject(inner: &Inner, id: NodeId, reason: &str) -> Result<(), ClusterError> {
+    change(inner, |ring| {
+        let snap = ring.pin();
+        if snap.node(id).is_some() && snap.node_count() == 1 {
+            return Err(ClusterError::LastNode(id));
+        }
+        drop(snap);
+        let slot = {
+            let guard = epoch::pin();
+            inner
+                .topology(&guard)
+                .nodes
+                .iter()
+                .find(|n| n.id == id)
+                .cloned()
+                .ok_or(ClusterError::Ring(RingError::UnknownNode(id)))?
+        };
+        ring.remove_node(id)?;
+        // Fail its calls before any request can route by a ring
+        // without it (a held older topology still may): they must not
+        // wait on a dead server.
+        if let Some(r) = slot.store.as_redis() {
+            r.set_health(Health::Ejected);
+        }
+        log::warn!(
+            "node {id} ({}) ejected: {reason}; its keys go to the other nodes as misses",
+            slot.name
+        );
+        inner.ejected.lock().push(slot);
+        Ok(((), None))
+    })
+}
+
+/// Puts ejected node `id` back into the ring under its old id, name
+/// and weight. The caller has cleared its server first (see
+/// [`health`]); the keys written elsewhere meanwhile move back by
+/// relocation.
+///
+/// # Errors
+///
+/// [`ClusterError::Ring`] if it is not ejected or its name was taken
+/// meanwhile.
+fn readmit(inner: &Inner, id: NodeId) -> Result<(), ClusterError> {
+    change(inner, |ring| {
+        let slot = {
+            let ejected = inner.ejected.lock();
+            ejected
+                .iter()
+                .find(|n| n.id == id)
+                .cloned()
+                .ok_or(ClusterError::Ring(RingError::UnknownNode(id)))?
+        };
+        ring.readmit_node(id, &slot.name, slot.weight)?;
+        if let Some(r) = slot.store.as_redis() {
+            r.set_health(Health::Up);
+        }
+        inner.ejected.lock().retain(|n| n.id != id);
+        log::info!("node {id} ({}) readmitted", slot.name);
+        Ok((
+            (),
+            Some(NodeSlot {
+                id,
+                name: slot.name.clone(),
+                weight: slot.weight,
+                vnodes: 0,
+                store: slot.store.clone(),
+            }),
+        ))
+    })
 }
 
 impl Drop for Cluster {

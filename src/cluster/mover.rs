@@ -238,7 +238,7 @@ impl Progress {
         self.cond.notify_all();
     }
 
-    fn is_shut_down(&self) -> bool {
+    pub(super) fn is_shut_down(&self) -> bool {
         self.state.lock().shutdown
     }
 
@@ -273,7 +273,7 @@ impl Progress {
     }
 
     /// Sleeps for `period` unless shut down first; false on shutdown.
-    fn sleep(&self, period: Duration) -> bool {
+    pub(super) fn sleep(&self, period: Duration) -> bool {
         let mut s = self.state.lock();
         if !s.shutdown {
             self.cond.wait_for(&mut s, period);
@@ -298,7 +298,7 @@ pub(super) fn spawn_threads(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
             .spawn(move || run_sweeper(&inner))
             .expect("spawning the sweeper thread")
     };
-    vec![mover, sweeper]
+    vec![mover, sweeper, super::health::spawn(inner)]
 }
 
 /// Waits until every thread that was pinned when this was called has
@@ -423,6 +423,15 @@ const MOVE_BATCH: usize = 256;
 /// The first failure of a store involved; the keys not yet moved stay where
 /// they are (still readable through the fallback) for the next sweep.
 fn sweep_node(inner: &Inner, slot: &NodeSlot, order: &[NodeId]) -> Result<(), StoreError> {
+    // An ejected node is unreachable and what it holds is forfeit (it is
+    // cleared before it serves again): nothing to move.
+    if slot
+        .store
+        .as_redis()
+        .is_some_and(|r| r.health() == crate::node::Health::Ejected)
+    {
+        return Ok(());
+    }
     let mut cursor = Some(0);
     while let Some(c) = cursor {
         // The ring table is cloned out (an `Arc`) rather than read under a

@@ -3,20 +3,23 @@
 //!
 //! This module owns the epoch-published [`Topology`] (the rings in play and
 //! every node store by id), its publication, and the per-key lock stripes.
-//! Only the cluster's own modules reach it (`pub(super)`); the orderings and
-//! the safety argument of the publication are in the [`super`] module docs.
+//! Only the cluster's own modules reach it (`pub(super)`). It is published
+//! through the crate's `Published` cell, whose module holds the orderings
+//! and the safety argument; how requests and the mover use it is in the
+//! [`super`] module docs.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
+use crossbeam_epoch::{self as epoch, Guard};
 use parking_lot::Mutex;
 
 use super::mover::Progress;
 use super::ClusterConfig;
 use crate::node::Store;
+use crate::published::Published;
 use crate::ring::{NodeId, Ring, RingTable};
 
 /// Number of per-key lock stripes writers and the mover share during a
@@ -142,8 +145,8 @@ impl Topology {
 pub(super) struct Inner {
     /// Membership edits go through the ring; requests read `topology`.
     pub(super) ring: Ring,
-    /// Never null.
-    topology: Atomic<Topology>,
+    /// What requests route by.
+    topology: Published<Topology>,
     /// Serializes membership changes and every topology publish.
     pub(super) membership: Mutex<()>,
     /// Per-key locks: writers take one only while a migration runs; the
@@ -153,6 +156,9 @@ pub(super) struct Inner {
     /// across a network call, and a coroutine waiting for it must park, not
     /// block its worker thread.
     stripes: Box<[may::sync::Mutex<()>]>,
+    /// Nodes ejected by the health observer: out of the ring, kept to be
+    /// checked and readmitted. Changed under `membership`.
+    pub(super) ejected: Mutex<Vec<Arc<NodeSlot>>>,
     /// The in-flight count of every topology published, by generation, until
     /// the mover has waited it out.
     published: Mutex<Vec<(u64, Arc<AtomicUsize>)>>,
@@ -165,20 +171,21 @@ impl Inner {
     /// topology of that (empty) ring and no nodes.
     pub(super) fn new(config: ClusterConfig) -> Inner {
         let ring = Ring::with_placement(config.placement, config.max_vnodes);
-        let first = Arc::new(ring.pin().clone());
+        let first = ring.snapshot();
         let in_flight = Arc::new(AtomicUsize::new(0));
         Inner {
             ring,
-            topology: Atomic::new(Topology {
+            topology: Published::new(Arc::new(Topology {
                 generation: 0,
                 rings: vec![first],
                 nodes: Vec::new(),
                 remote: false,
                 in_flight: in_flight.clone(),
-            }),
+            })),
             membership: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| may::sync::Mutex::new(())).collect(),
             published: Mutex::new(vec![(0, in_flight)]),
+            ejected: Mutex::new(Vec::new()),
             progress: Progress::new(),
             config,
         }
@@ -187,13 +194,7 @@ impl Inner {
     /// The current topology, valid while `guard` is pinned and `self` lives.
     #[inline]
     pub(super) fn topology<'a>(&'a self, guard: &'a Guard) -> &'a Topology {
-        // Acquire pairs with the Release swap in `publish`.
-        let t = self.topology.load(Ordering::Acquire, guard);
-        // SAFETY: never null (set in `Cluster::new`, replaced only by
-        // `publish` with non-null values); a replaced topology is retired
-        // with `defer_destroy`, so it outlives every guard pinned when it
-        // was reachable; `Inner`'s `Drop` needs `&mut self`.
-        unsafe { t.deref() }
+        self.topology.load(guard)
     }
 
     /// Publishes `rings` and `nodes` as the next topology. Call with
@@ -204,20 +205,14 @@ impl Inner {
         let in_flight = Arc::new(AtomicUsize::new(0));
         self.published.lock().push((generation, in_flight.clone()));
         let remote = nodes.iter().any(|n| n.store.remote_addr().is_some());
-        let next = Owned::new(Topology {
+        let next = Arc::new(Topology {
             generation,
             rings,
             nodes,
             remote,
             in_flight,
         });
-        // Release pairs with the Acquire load in `topology`.
-        let old = self.topology.swap(next, Ordering::Release, &guard);
-        // SAFETY: `old` is unlinked and publishes are serialized by
-        // `membership`, so it is retired exactly once; readers that loaded
-        // it are pinned and `defer_destroy` waits for them.
-        unsafe { guard.defer_destroy(old) };
-        guard.flush();
+        self.topology.publish(next, &guard);
     }
 
     /// The stripe index of a key hash.
@@ -254,16 +249,6 @@ impl Inner {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // SAFETY: `&mut self`: no request or thread can reach the topology.
-        unsafe {
-            let t = self.topology.load(Ordering::Relaxed, epoch::unprotected());
-            drop(t.into_owned());
         }
     }
 }

@@ -95,7 +95,7 @@ use dashmap::DashMap;
 pub mod redis;
 pub mod resp;
 
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::{Health, HealthStats, RedisOptions, RedisStore};
 pub use resp::{RemoteError, RemoteErrorKind};
 
 /// Key bytes, shared so scans and evictions can hold a key without copying.
@@ -364,6 +364,12 @@ pub trait Store: Send + Sync {
 
     /// The server's address, for a remote store; `None` for an embedded one.
     fn remote_addr(&self) -> Option<&str> {
+        None
+    }
+
+    /// The store as a Redis node, for the health observer; `None` for an
+    /// embedded one.
+    fn as_redis(&self) -> Option<&RedisStore> {
         None
     }
 }

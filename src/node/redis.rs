@@ -39,10 +39,13 @@
 //! never waits on a slow server. `keys` is the database's key count (the
 //! whole database, other users' keys included when a prefix shares it),
 //! `bytes` is `used_memory`, `max_bytes` is `maxmemory` (0: no limit), and
-//! hits, misses, evictions and expirations are the server's own counters
-//! (`keyspace_hits`, `keyspace_misses`, `evicted_keys`, `expired_keys`).
+//! evictions and expirations are the server's own counters (`evicted_keys`,
+//! `expired_keys`). Hits and misses are ringcache's gets through this node,
+//! as for an embedded node (the server's `keyspace_hits` also counts each
+//! set's `EXISTS`, and other clients).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -82,6 +85,33 @@ impl Default for RedisOptions {
     }
 }
 
+/// Where a Redis node stands with the health observer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Serving.
+    Up,
+    /// Failing its checks but kept in the ring (policy `fail`, or the cap
+    /// on ejected nodes reached): calls fail at once with
+    /// [`RemoteErrorKind::Down`].
+    Down,
+    /// Out of the ring: calls fail at once with
+    /// [`RemoteErrorKind::Ejected`].
+    Ejected,
+}
+
+/// Health counters of one Redis node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HealthStats {
+    /// Checks (`PING`) sent.
+    pub checks: u64,
+    /// Checks that failed.
+    pub check_failures: u64,
+    /// The last check's round trip.
+    pub last_check: Duration,
+    /// Times the node was ejected.
+    pub ejections: u64,
+}
+
 /// A Redis server as a cache node.
 #[derive(Debug)]
 pub struct RedisStore {
@@ -95,6 +125,21 @@ pub struct RedisStore {
     stats: Mutex<NodeStats>,
     /// Calls to this server that failed.
     errors: AtomicU64,
+    /// Gets that found a value, and that found none (counted here: the
+    /// server's `keyspace_hits` also counts the `EXISTS` of every set, and
+    /// other users' reads).
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// [`Health`] as a `u8`.
+    health: AtomicU8,
+    /// Failures (requests or checks) since the last success.
+    failures: AtomicU32,
+    checks: AtomicU64,
+    check_failures: AtomicU64,
+    last_check_micros: AtomicU64,
+    ejections: AtomicU64,
+    /// The health observer's own connection, made at its first check.
+    probe: OnceLock<Pool>,
 }
 
 impl RedisStore {
@@ -127,8 +172,17 @@ impl RedisStore {
             placement,
             stats: Mutex::new(NodeStats::default()),
             errors: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            health: AtomicU8::new(Health::Up as u8),
+            failures: AtomicU32::new(0),
+            checks: AtomicU64::new(0),
+            check_failures: AtomicU64::new(0),
+            last_check_micros: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            probe: OnceLock::new(),
         };
-        let pong = store.call(&[&[b"PING"]])?;
+        let pong = store.call_ungated(&[&[b"PING"]])?;
         match reply_bytes(&pong[0]) {
             Some(b"PONG") => {}
             _ => {
@@ -147,8 +201,171 @@ impl RedisStore {
         k
     }
 
-    /// Sends `commands`; every error reply becomes a [`RemoteError`].
+    /// Where the node stands with the health observer.
+    pub fn health(&self) -> Health {
+        // Relaxed: a routing hint; the ring change that goes with an
+        // ejection is published with its own ordering.
+        match self.health.load(Ordering::Relaxed) {
+            0 => Health::Up,
+            1 => Health::Down,
+            _ => Health::Ejected,
+        }
+    }
+
+    /// Sets the node's health (the observer's call).
+    pub fn set_health(&self, health: Health) {
+        if health == Health::Ejected && self.health() != Health::Ejected {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
+        }
+        self.health.store(health as u8, Ordering::Relaxed);
+        if health == Health::Up {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Failures (failed requests and checks) since the last success.
+    pub fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The health counters.
+    pub fn health_stats(&self) -> HealthStats {
+        HealthStats {
+            checks: self.checks.load(Ordering::Relaxed),
+            check_failures: self.check_failures.load(Ordering::Relaxed),
+            last_check: Duration::from_micros(self.last_check_micros.load(Ordering::Relaxed)),
+            ejections: self.ejections.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One health check: `PING` on the observer's own connection, answered
+    /// `PONG` within `timeout`. An error reply (`NOAUTH`, `LOADING`,
+    /// `MASTERDOWN`, ...) is a failure. Counts toward [`RedisStore::failures`]
+    /// (a success resets it).
+    ///
+    /// # Errors
+    ///
+    /// Why the check failed.
+    pub fn check(&self, timeout: Duration) -> Result<(), RemoteError> {
+        let started = Instant::now();
+        let probe = match self.probe.get() {
+            Some(p) => p,
+            None => {
+                let pool = Pool::new(self.pool.addr(), 1, timeout)?;
+                self.probe.get_or_init(|| pool)
+            }
+        };
+        let result = probe.call(&[&[b"PING"]]).and_then(|r| match &r[0] {
+            OwnedFrame::SimpleString(s) if s == b"PONG" => Ok(()),
+            OwnedFrame::Error(e) => Err(RemoteError {
+                kind: RemoteErrorKind::Reply,
+                addr: self.pool.addr().to_string(),
+                detail: e.clone(),
+            }),
+            other => Err(RemoteError {
+                kind: RemoteErrorKind::Io,
+                addr: self.pool.addr().to_string(),
+                detail: format!("unexpected reply to PING: {other:?}"),
+            }),
+        });
+        // Relaxed: statistics and a failure count read by the one observer.
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        self.last_check_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match &result {
+            Ok(()) => self.failures.store(0, Ordering::Relaxed),
+            Err(_) => {
+                self.check_failures.fetch_add(1, Ordering::Relaxed);
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Deletes every key ringcache stored on the server (every key under
+    /// the prefix; with no prefix, every key of the database), whatever the
+    /// node's health: what a node readmitted after an ejection does before
+    /// it serves again. Returns how many keys it deleted.
+    ///
+    /// # Errors
+    ///
+    /// The first failed call; the server may then hold some of the keys
+    /// still.
+    pub fn clear(&self) -> Result<u64, RemoteError> {
+        let mut cursor = 0u64;
+        let mut deleted = 0;
+        loop {
+            let c = cursor.to_string();
+            let replies = self.call_ungated(&[&[
+                b"SCAN",
+                c.as_bytes(),
+                b"MATCH",
+                &self.pattern,
+                b"COUNT",
+                SCAN_COUNT,
+            ]])?;
+            let (next, keys) = match &replies[0] {
+                OwnedFrame::Array(parts) if parts.len() == 2 => {
+                    let next = reply_bytes(&parts[0])
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .and_then(|s| s.parse::<u64>().ok());
+                    match (next, &parts[1]) {
+                        (Some(n), OwnedFrame::Array(keys)) => (n, keys.clone()),
+                        _ => return Err(self.unexpected("SCAN", &replies[0])),
+                    }
+                }
+                r => return Err(self.unexpected("SCAN", r)),
+            };
+            let names: Vec<&[u8]> = keys.iter().filter_map(reply_bytes).collect();
+            if !names.is_empty() {
+                let mut command: Vec<&[u8]> = Vec::with_capacity(names.len() + 1);
+                command.push(b"DEL");
+                command.extend(names);
+                let r = self.call_ungated(&[&command])?;
+                deleted += self.int("DEL", &r[0])? as u64;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Sends `commands` unless the node is down or ejected (then fails at
+    /// once); every error reply becomes a [`RemoteError`]. A failure to
+    /// reach the server counts toward [`RedisStore::failures`]; a success
+    /// resets it.
     fn call(&self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, RemoteError> {
+        let kind = match self.health() {
+            Health::Up => None,
+            Health::Down => Some(RemoteErrorKind::Down),
+            Health::Ejected => Some(RemoteErrorKind::Ejected),
+        };
+        if let Some(kind) = kind {
+            return Err(RemoteError {
+                kind,
+                addr: self.pool.addr().to_string(),
+                detail: "failing health checks; its keys are unavailable until it recovers".into(),
+            });
+        }
+        let result = self.call_ungated(commands);
+        match &result {
+            // Relaxed: a hint for the observer, which re-reads it each tick.
+            Ok(_) => {
+                if self.failures.load(Ordering::Relaxed) != 0 {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
+            }
+            Err(e) if e.kind != RemoteErrorKind::Reply => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Sends `commands` whatever the node's health.
+    fn call_ungated(&self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, RemoteError> {
         let result = self.pool.call(commands).and_then(|replies| {
             match replies.iter().find_map(|r| match r {
                 OwnedFrame::Error(e) => Some(e.clone()),
@@ -253,9 +470,16 @@ impl Store for RedisStore {
     fn get(&self, key: &[u8]) -> Result<Option<Value>, StoreError> {
         let k = self.key(key);
         let replies = self.call(&[&[b"GET", &k]])?;
+        // Relaxed: statistics.
         match &replies[0] {
-            OwnedFrame::Null => Ok(None),
-            OwnedFrame::BulkString(v) => Ok(Some(v.as_slice().into())),
+            OwnedFrame::Null => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            OwnedFrame::BulkString(v) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(v.as_slice().into()))
+            }
             r => Err(self.unexpected("GET", r).into()),
         }
     }
@@ -444,6 +668,8 @@ impl Store for RedisStore {
     fn stats(&self) -> NodeStats {
         let mut s = *self.stats.lock();
         s.errors = self.errors.load(Ordering::Relaxed);
+        s.hits = self.hits.load(Ordering::Relaxed);
+        s.misses = self.misses.load(Ordering::Relaxed);
         s
     }
 
@@ -468,6 +694,10 @@ impl Store for RedisStore {
 
     fn remote_addr(&self) -> Option<&str> {
         Some(self.pool.addr())
+    }
+
+    fn as_redis(&self) -> Option<&RedisStore> {
+        Some(self)
     }
 }
 

@@ -72,6 +72,12 @@ pub enum RemoteErrorKind {
     Io,
     /// The server answered with an error reply (`-ERR ...`, `-OOM ...`).
     Reply,
+    /// Not tried: the health observer has marked the server down (failing
+    /// checks), so callers fail at once instead of waiting on it.
+    Down,
+    /// Not tried: the node is ejected from the ring; whatever it holds is
+    /// forfeit (it is cleared before it serves again).
+    Ejected,
 }
 
 /// A failed call to a Redis server, with what a person needs to act on it.
@@ -92,6 +98,8 @@ impl fmt::Display for RemoteError {
             RemoteErrorKind::Timeout => "did not answer in time",
             RemoteErrorKind::Io => "connection failed",
             RemoteErrorKind::Reply => "answered with an error",
+            RemoteErrorKind::Down => "is down",
+            RemoteErrorKind::Ejected => "is ejected",
         };
         write!(f, "Redis server {} {what}: {}", self.addr, self.detail)
     }

@@ -24,7 +24,9 @@
 //! The points and owners of one moment form a [`RingTable`], an immutable
 //! snapshot with a version number.
 //!
-//! [`Ring`] holds the current table behind a `crossbeam_epoch::Atomic`:
+//! [`Ring`] holds the current table in a `Published` cell (the crate's one
+//! epoch-published `Arc`, whose module documents its orderings and safety
+//! argument):
 //!
 //! * **Readers** pin the current epoch, load the pointer and look up. They
 //!   take no lock and never wait for a writer: a lookup is a bounded number
@@ -34,7 +36,8 @@
 //! * **Writers** (`add_node`, `remove_node`, `set_vnodes`) are serialized by
 //!   a mutex, build a new table from the current one by merging sorted runs,
 //!   publish it with one atomic swap and retire the old table to the epoch
-//!   collector.
+//!   collector. A holder of an `Arc` of a table (the cluster's topology)
+//!   keeps it alive past that.
 //!
 //! # Invariants a reader may rely on
 //!
@@ -43,9 +46,10 @@
 //!   one table (owner, member list, version) is one consistent view.
 //! * Versions of published tables strictly increase, one per edit.
 //! * A table stays allocated while any guard that could have loaded it is
-//!   pinned: the writer retires it with `defer_destroy` only after it has
-//!   been unlinked, and the collector frees it only once every thread pinned
-//!   at that time has unpinned.
+//!   pinned: the writer retires it only after it has been unlinked, and the
+//!   collector releases it only once every thread pinned at that time has
+//!   unpinned (and, with [`RingTable`] shared through an `Arc`, once the
+//!   last holder of one lets go).
 //!
 //! # Orderings
 //!
@@ -81,10 +85,11 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
+use crossbeam_epoch::{self as epoch, Guard};
 use parking_lot::Mutex;
 
 pub use crate::hash::Placement;
+use crate::published::Published;
 pub use error::RingError;
 pub use table::{NodeInfo, NodeShare, RingTable};
 
@@ -132,7 +137,7 @@ impl fmt::Display for NodeId {
 /// ```
 pub struct Ring {
     /// The published snapshot; never null.
-    current: Atomic<RingTable>,
+    current: Published<RingTable>,
     /// Serializes writers and holds what only writers need. A blocking
     /// mutex is right here: edits are rare and readers never touch it.
     writer: Mutex<WriterState>,
@@ -208,7 +213,7 @@ impl Ring {
         let first = RingTable::empty_with(placement, 0);
         let (buckets, shift) = first.bucket_hint();
         Ring {
-            current: Atomic::new(first),
+            current: Published::new(Arc::new(first)),
             writer: Mutex::new(WriterState { next_id: 0 }),
             hint_buckets: AtomicUsize::new(buckets),
             hint_shift: AtomicU32::new(shift),
@@ -252,16 +257,13 @@ impl Ring {
     /// which all come from `epoch::pin()`.
     #[inline]
     fn table<'a>(&'a self, guard: &'a Guard) -> &'a RingTable {
-        // Acquire pairs with the Release swap in `publish`.
-        let shared = self.current.load(Ordering::Acquire, guard);
-        // SAFETY: `current` is never null (set in the constructor, only ever
-        // replaced by `publish` with a non-null pointer). The table it points
-        // to was published before this load and is retired only through
-        // `defer_destroy` on the default collector after being unlinked, so
-        // it stays allocated while `guard` (from `epoch::pin()` here, or
-        // checked by `load` to come from that collector) is pinned; the returned lifetime is bounded by the
-        // guard's and by `self`'s (whose `Drop` frees the last table).
-        unsafe { shared.deref() }
+        self.current.load(guard)
+    }
+
+    /// The current table as a counted `Arc`, shared rather than copied:
+    /// what the cluster's topology holds.
+    pub(crate) fn snapshot(&self) -> Arc<RingTable> {
+        self.current.load_arc(&epoch::pin())
     }
 
     /// Pins the current epoch and returns the current snapshot, for many
@@ -413,6 +415,41 @@ impl Ring {
         Ok(id)
     }
 
+    /// Puts back node `id`, which was a member before and left, under its
+    /// name and weight: what a node ejected for failing and readmitted
+    /// gets, so it keeps its id (`X-CacheServer-Index`) and, under ketama,
+    /// its place in server order (ties between equal points go by id). Its
+    /// points are the ones it had, since points follow from name and
+    /// weight.
+    ///
+    /// **Locking behaviour:** takes the writer mutex.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::UnknownNode`] if `id` was never given out or is a
+    /// member now; otherwise as [`Ring::add_node`].
+    pub fn readmit_node(&self, id: NodeId, name: &str, vnodes: u32) -> Result<(), RingError> {
+        self.check_vnodes(vnodes)?;
+        let writer = self.writer.lock();
+        let guard = epoch::pin();
+        let cur = self.table(&guard);
+        if id.0 >= writer.next_id || cur.node(id).is_some() {
+            return Err(RingError::UnknownNode(id));
+        }
+        if cur.node_by_name(name).is_some() {
+            return Err(RingError::DuplicateName(name.to_owned()));
+        }
+        self.check_capacity(cur, None, vnodes)?;
+        let node = NodeInfo {
+            id,
+            name: Arc::from(name),
+            weight: vnodes,
+            vnodes,
+        };
+        self.publish(cur.with_node(cur.version() + 1, node), &guard);
+        Ok(())
+    }
+
     /// Removes node `id` and its points.
     ///
     /// **Locking behaviour:** takes the writer mutex. Removing the last node
@@ -506,23 +543,11 @@ impl Ring {
     /// Publishes `table` as the current snapshot and retires the old one.
     /// Must be called with the writer mutex held.
     fn publish(&self, table: RingTable, guard: &Guard) {
-        // Release pairs with the Acquire load in `load`: a reader that sees
-        // the new pointer sees the table's contents.
         let (buckets, shift) = table.bucket_hint();
-        let old = self
-            .current
-            .swap(Owned::new(table), Ordering::Release, guard);
+        self.current.publish(Arc::new(table), guard);
         // Hints only (see the fields): readers never dereference them.
         self.hint_buckets.store(buckets, Ordering::Relaxed);
         self.hint_shift.store(shift, Ordering::Relaxed);
-        // SAFETY: `old` was the published table and is now unlinked, so no
-        // reader can load it again; readers that loaded it before the swap
-        // are pinned, and `defer_destroy` waits for them. Writers are
-        // serialized, so nobody else retires the same pointer.
-        unsafe { guard.defer_destroy(old) };
-        // Push the retired table to the global queue now rather than when
-        // this thread's local bag fills: rings are large, edits are rare.
-        guard.flush();
     }
 }
 
@@ -534,18 +559,6 @@ fn check_points(requested: usize) -> Result<(), RingError> {
         })
     } else {
         Ok(())
-    }
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // SAFETY: `&mut self` proves no `Pinned` or `load` borrow of this ring
-        // is alive (both borrow `self`), so nobody can reach the current table;
-        // earlier tables were retired to the collector and are its business.
-        unsafe {
-            let current = self.current.load(Ordering::Relaxed, epoch::unprotected());
-            drop(current.into_owned());
-        }
     }
 }
 

@@ -233,6 +233,16 @@ pub enum Reply {
     Array(Vec<Reply>),
 }
 
+/// Appends a RESP command (an array of bulk strings).
+fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// A RESP connection with read and write timeouts of [`IO_TIMEOUT`].
 pub struct RedisClient {
     conn: BufReader<TcpStream>,
@@ -265,14 +275,32 @@ impl RedisClient {
     }
 
     fn try_call(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
+        let mut out = Vec::new();
+        encode(&mut out, args);
         self.conn.get_mut().write_all(&out)?;
         self.read_reply()
+    }
+
+    /// `SET key value` for every pair, pipelined a thousand at a time.
+    ///
+    /// # Panics
+    ///
+    /// On an I/O error or any reply but OK.
+    pub fn set_many(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        for chunk in pairs.chunks(1000) {
+            let mut out = Vec::new();
+            for (k, v) in chunk {
+                encode(&mut out, &[b"SET", k, v]);
+            }
+            self.conn
+                .get_mut()
+                .write_all(&out)
+                .expect("writing a SET pipeline");
+            for _ in chunk {
+                let r = self.read_reply().expect("reading a SET pipeline's replies");
+                assert_eq!(r, Reply::Simple("OK".into()), "SET in a pipeline");
+            }
+        }
     }
 
     fn read_reply(&mut self) -> io::Result<Reply> {
