@@ -14,16 +14,13 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use dashmap::DashMap;
 use ringcache::cluster::{Cluster, ClusterConfig};
 
+mod support;
+use support::numbered_keys;
+
 /// Keys preloaded for the get/set benchmarks.
 const KEYS: usize = 100_000;
 /// Operations each thread performs per measured iteration.
 const OPS_PER_THREAD: u64 = 20_000;
-
-fn keys() -> Vec<Vec<u8>> {
-    (0..KEYS)
-        .map(|i| format!("user:{i:08}").into_bytes())
-        .collect()
-}
 
 fn value() -> Vec<u8> {
     vec![b'v'; 64]
@@ -78,7 +75,7 @@ fn run_threads(
 
 /// Get and set throughput, cluster vs bare map, 1 and 2 threads.
 fn get_set(c: &mut Criterion) {
-    let keys = keys();
+    let keys = numbered_keys(KEYS);
     let map = bare_map(&keys);
     let cl = cluster(&keys);
     let v: Arc<[u8]> = Arc::from(value().as_slice());
@@ -127,9 +124,7 @@ fn get_set(c: &mut Criterion) {
 /// (about a quarter of the keys move); the sweep also scans all 1M keys.
 fn relocation(c: &mut Criterion) {
     const TOTAL: usize = 1_000_000;
-    let keys: Vec<Vec<u8>> = (0..TOTAL)
-        .map(|i| format!("user:{i:08}").into_bytes())
-        .collect();
+    let keys = numbered_keys(TOTAL);
     let mut g = c.benchmark_group("relocation");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));

@@ -13,6 +13,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringcache::hash::key_hash;
 use ringcache::node::{MemStore, ENTRY_OVERHEAD};
 
+mod support;
+use support::numbered_keys;
+
 /// Entries the node holds at its cap.
 const CAP_ENTRIES: usize = 100_000;
 /// Distinct keys the writes walk through (4x the capacity).
@@ -20,11 +23,9 @@ const KEYS: usize = 4 * CAP_ENTRIES;
 const VALUE_LEN: usize = 64;
 
 fn set_at_cap(c: &mut Criterion) {
-    let keys: Vec<(u64, Vec<u8>)> = (0..KEYS)
-        .map(|i| {
-            let k = format!("user:{i:08}").into_bytes();
-            (key_hash(&k), k)
-        })
+    let keys: Vec<(u64, Vec<u8>)> = numbered_keys(KEYS)
+        .into_iter()
+        .map(|k| (key_hash(&k), k))
         .collect();
     let value: Arc<[u8]> = Arc::from(vec![b'v'; VALUE_LEN]);
     let cap = CAP_ENTRIES * (keys[0].1.len() + VALUE_LEN + ENTRY_OVERHEAD);

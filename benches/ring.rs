@@ -49,7 +49,7 @@
 
 use std::cell::{Cell, OnceCell};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,14 +57,17 @@ use std::time::{Duration, Instant};
 use conhash::ConsistentHash;
 use criterion::measurement::WallTime;
 use criterion::{
-    criterion_group, criterion_main, BatchSize, Bencher, BenchmarkGroup, BenchmarkId, Criterion,
-    Throughput,
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use hashring::HashRing;
 use jumphash::JumpHasher;
 use parking_lot::RwLock;
-use ringcache::hash::{ketama_key_hash, ketama_points_per_server, key_hash, Placement};
+use ringcache::hash::{ketama_key_hash, key_hash, Placement};
+use ringcache::ring::reference::ReferenceRing;
 use ringcache::{NodeId, Ring};
+
+mod support;
+use support::{bench_noted, Tally, ThreadClock};
 
 /// How many distinct keys a benchmark cycles through: 4096, enough that the
 /// branch predictor cannot learn the answers, few enough (about 150 KiB of
@@ -147,33 +150,6 @@ fn build_ref_ring(nodes: u32, vnodes: u32) -> RefRing {
 fn ref_remove_node(ring: &mut RefRing, node: u32, vnodes: u32) {
     for i in 0..vnodes {
         ring.remove(&(node, i));
-    }
-}
-
-/// `group.bench_function(id, f)`, then prints the share of that run (warm
-/// up, samples and analysis) the benchmark thread spent runnable but
-/// waiting for a CPU, i.e. while other processes had both cores. A figure
-/// from a run that waited much is disturbed; rerun it.
-fn bench_noted<F>(group: &mut BenchmarkGroup<'_, WallTime>, id: BenchmarkId, mut f: F)
-where
-    F: FnMut(&mut Bencher<'_, WallTime>),
-{
-    let before = ThreadClock::now();
-    // Criterion calls `f` only when the benchmark passes the run's filter.
-    let ran = Cell::new(false);
-    group.bench_function(id, |b| {
-        ran.set(true);
-        f(b)
-    });
-    if !ran.get() {
-        return;
-    }
-    if let (Some((_, wait0)), Some((_, wait1))) = (before.sched, sched_clocks()) {
-        let share = (wait1 - wait0).as_secs_f64() / before.wall.elapsed().as_secs_f64();
-        println!(
-            "    (waited for a CPU {:.0}% of this benchmark)",
-            share * 100.0
-        );
     }
 }
 
@@ -487,49 +463,49 @@ fn libmemcached_members() -> Members {
         .collect()
 }
 
-/// How many points ketama gives each member, by libmemcached's formula.
+/// How many points ketama gives each member, in member order, as the naive
+/// [`ReferenceRing`] counts them (libmemcached's formula; setup only).
 /// Not always 160 at equal weights: the formula's `float` rounding gives
 /// each of 100 equal servers 156 (15 600 in all), as libmemcached and
 /// twemproxy do. The xxh3 and `conhash` rings of a
 /// `placement` benchmark give each node this many points too, so all three
 /// rings have the same size.
 fn ketama_point_counts(members: &[(String, u32)]) -> Vec<u32> {
-    let total = members.iter().map(|&(_, w)| w).sum();
-    let servers = u32::try_from(members.len()).expect("member count fits u32");
-    members
-        .iter()
-        .map(|&(_, weight)| ketama_points_per_server(weight, total, servers))
-        .collect()
+    let mut reference = ReferenceRing::with_placement(Placement::Ketama, KETAMA_MAX_WEIGHT);
+    for (name, weight) in members {
+        reference.add_node(name, *weight).expect("valid node");
+    }
+    reference.point_counts().map(|(_, points)| points).collect()
 }
 
 /// Builds a ketama-placement ringcache `Ring` of `members` (setup only),
-/// and checks it has the point count the formula promises.
-fn build_ketama_ring(members: &[(String, u32)]) -> Ring {
+/// and checks that each node has the point count of `counts` (from
+/// [`ketama_point_counts`]).
+fn build_ketama_ring(members: &[(String, u32)], counts: &[u32]) -> Ring {
     let ring = Ring::with_placement(Placement::Ketama, KETAMA_MAX_WEIGHT);
     for (name, weight) in members {
         ring.add_node(name, *weight).expect("valid node");
     }
-    let points: u32 = ketama_point_counts(members).iter().sum();
-    assert_eq!(ring.pin().point_count(), points as usize);
+    let points: Vec<u32> = ring.nodes().iter().map(|n| n.points).collect();
+    assert_eq!(points, counts);
     ring
 }
 
 /// Builds an xxh3-placement (default) ringcache `Ring` of `members`, each
-/// with as many vnodes as ketama gives it points (setup only).
-fn build_xxh3_ring(members: &[(String, u32)]) -> Ring {
+/// with as many vnodes as `counts` gives it (setup only).
+fn build_xxh3_ring(members: &[(String, u32)], counts: &[u32]) -> Ring {
     let ring = Ring::new();
-    for ((name, _), vnodes) in members.iter().zip(ketama_point_counts(members)) {
+    for ((name, _), &vnodes) in members.iter().zip(counts) {
         ring.add_node(name, vnodes).expect("valid node");
     }
     ring
 }
 
 /// Builds a `conhash` ring of `members`, each with as many replicas as
-/// ketama gives it points (setup only).
-fn build_conhash(members: &[(String, u32)]) -> ConRing {
+/// `counts` gives it (setup only).
+fn build_conhash(members: &[(String, u32)], counts: &[u32]) -> ConRing {
     let mut ring = ConRing::new();
-    for (id, ((name, _), replicas)) in members.iter().zip(ketama_point_counts(members)).enumerate()
-    {
+    for (id, ((name, _), &replicas)) in members.iter().zip(counts).enumerate() {
         let node = ConNode {
             name: name.clone(),
             id: u32::try_from(id).expect("member count fits u32"),
@@ -561,16 +537,23 @@ fn bench_placement(c: &mut Criterion) {
     // The equal-weight set is named `{nodes}x{points per node}` as in
     // `lookup`; the points per node are ketama's (156 for 100 nodes).
     let equal = equal_members(REF_NODES);
-    let equal_size = format!("{REF_NODES}x{}", ketama_point_counts(&equal)[0]);
+    let equal_counts = ketama_point_counts(&equal);
+    let equal_size = format!("{REF_NODES}x{}", equal_counts[0]);
+    let libmemcached = libmemcached_members();
+    let libmemcached_counts = ketama_point_counts(&libmemcached);
     let sets = [
-        (equal_size, equal),
-        ("libmemcached_8".to_owned(), libmemcached_members()),
+        (equal_size, equal, equal_counts),
+        (
+            "libmemcached_8".to_owned(),
+            libmemcached,
+            libmemcached_counts,
+        ),
     ];
-    for (size, members) in &sets {
+    for (size, members, counts) in &sets {
         // Built on a benchmark's first call, as in `lookup`.
         let xxh3 = OnceCell::new();
         bench_noted(&mut group, BenchmarkId::new("ringcache_xxh3", size), |b| {
-            let ring = xxh3.get_or_init(|| build_xxh3_ring(members));
+            let ring = xxh3.get_or_init(|| build_xxh3_ring(members, counts));
             b.iter_custom(|iters| time_lookups(&keys, iters, |key| ring.lookup(key.as_bytes())))
         });
         drop(xxh3);
@@ -580,7 +563,7 @@ fn bench_placement(c: &mut Criterion) {
             &mut group,
             BenchmarkId::new("ringcache_ketama", size),
             |b| {
-                let ring = ketama.get_or_init(|| build_ketama_ring(members));
+                let ring = ketama.get_or_init(|| build_ketama_ring(members, counts));
                 b.iter_custom(|iters| time_lookups(&keys, iters, |key| ring.lookup(key.as_bytes())))
             },
         );
@@ -588,7 +571,7 @@ fn bench_placement(c: &mut Criterion) {
 
         let con = OnceCell::new();
         bench_noted(&mut group, BenchmarkId::new("conhash", size), |b| {
-            let ring = con.get_or_init(|| build_conhash(members));
+            let ring = con.get_or_init(|| build_conhash(members, counts));
             b.iter_custom(|iters| {
                 time_lookups(&keys, iters, |key| ring.get(key.as_bytes()).map(|n| n.id))
             })
@@ -752,8 +735,8 @@ fn bench_mutation(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 timed_with_undo(
                     iters,
-                    || ring.set_vnodes(target, 2 * REF_VNODES).unwrap(),
-                    || ring.set_vnodes(target, REF_VNODES).unwrap(),
+                    || ring.set_weight(target, 2 * REF_VNODES).unwrap(),
+                    || ring.set_weight(target, REF_VNODES).unwrap(),
                 )
             })
         },
@@ -763,13 +746,13 @@ fn bench_mutation(c: &mut Criterion) {
         BenchmarkId::new("ringcache/set_vnodes_320to160", &size),
         |b| {
             b.iter_custom(|iters| {
-                ring.set_vnodes(target, 2 * REF_VNODES).unwrap();
+                ring.set_weight(target, 2 * REF_VNODES).unwrap();
                 let total = timed_with_undo(
                     iters,
-                    || ring.set_vnodes(target, REF_VNODES).unwrap(),
-                    || ring.set_vnodes(target, 2 * REF_VNODES).unwrap(),
+                    || ring.set_weight(target, REF_VNODES).unwrap(),
+                    || ring.set_weight(target, 2 * REF_VNODES).unwrap(),
                 );
-                ring.set_vnodes(target, REF_VNODES).unwrap();
+                ring.set_weight(target, REF_VNODES).unwrap();
                 total
             })
         },
@@ -873,131 +856,8 @@ fn shared_rings() -> (LockFree, Locked) {
     (lock_free, locked)
 }
 
-/// A thread's clocks at one moment: wall time, the thread's own CPU time,
-/// and how long it has been runnable but waiting for a CPU. The split
-/// tells a slow reader apart from a reader that lost its core to other
-/// processes: this is a shared 2-core machine.
-struct ThreadClock {
-    /// When the clocks were read.
-    wall: Instant,
-    /// `None` where the thread clocks are not available (not Linux).
-    sched: Option<(Duration, Duration)>,
-}
-
-impl ThreadClock {
-    /// Reads the clocks of the calling thread (a few microseconds; call it
-    /// outside measured loops).
-    fn now() -> ThreadClock {
-        ThreadClock {
-            sched: sched_clocks(),
-            wall: Instant::now(),
-        }
-    }
-
-    /// Adds the time since `self` was taken, on the same thread, and
-    /// `lookups`, to `tally`.
-    fn add_to(&self, tally: &Tally, lookups: u64) {
-        let wall = self.wall.elapsed();
-        if let (Some((cpu0, wait0)), Some((cpu1, wait1))) = (self.sched, sched_clocks()) {
-            tally.add(wall, cpu1 - cpu0, wait1 - wait0, lookups);
-        }
-    }
-}
-
-/// The calling thread's (CPU time, time waiting for a CPU). CPU time is
-/// `CLOCK_THREAD_CPUTIME_ID` (exact; the schedstat file's CPU figure can
-/// lag by a scheduler tick); the wait is the kernel's `run_delay` from
-/// `/proc/thread-self/schedstat`, current whenever the thread is running.
-#[cfg(target_os = "linux")]
-fn sched_clocks() -> Option<(Duration, Duration)> {
-    let mut tp = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `tp` is a live, writable `timespec` and the clock id is a
-    // valid one; `clock_gettime` writes nothing else.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut tp) } != 0 {
-        return None;
-    }
-    let cpu = Duration::new(
-        u64::try_from(tp.tv_sec).ok()?,
-        u32::try_from(tp.tv_nsec).ok()?,
-    );
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let waiting = stat.split_whitespace().nth(1)?.parse().ok()?;
-    Some((cpu, Duration::from_nanos(waiting)))
-}
-
-/// See the Linux version; elsewhere there are no per-thread clocks here.
-#[cfg(not(target_os = "linux"))]
-fn sched_clocks() -> Option<(Duration, Duration)> {
-    None
-}
-
-/// Reader and writer time summed over one benchmark's samples, printed
-/// after it by [`Tally::report`]: criterion reports only the median wall
-/// time, which on a shared machine mixes the ring's cost with time the
-/// reader spent off its core.
-struct Tally {
-    /// Reader nanoseconds, wall clock.
-    wall: AtomicU64,
-    /// Reader nanoseconds on a CPU.
-    cpu: AtomicU64,
-    /// Reader nanoseconds runnable but waiting for a CPU.
-    waiting: AtomicU64,
-    /// Lookups the readers did.
-    lookups: AtomicU64,
-    /// Membership changes the writer made while readers were timed.
-    edits: AtomicU64,
-}
-
 /// The one tally the thread benchmarks use (they run one at a time).
-static TALLY: Tally = Tally {
-    wall: AtomicU64::new(0),
-    cpu: AtomicU64::new(0),
-    waiting: AtomicU64::new(0),
-    lookups: AtomicU64::new(0),
-    edits: AtomicU64::new(0),
-};
-
-impl Tally {
-    fn add(&self, wall: Duration, cpu: Duration, waiting: Duration, lookups: u64) {
-        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.wall.fetch_add(ns(wall), Ordering::Relaxed);
-        self.cpu.fetch_add(ns(cpu), Ordering::Relaxed);
-        self.waiting.fetch_add(ns(waiting), Ordering::Relaxed);
-        self.lookups.fetch_add(lookups, Ordering::Relaxed);
-    }
-
-    /// Prints the per-lookup split of reader time (wall = on-CPU + waiting
-    /// for a CPU + the rest, which is blocked on a lock or the clocks'
-    /// error) and the writer's rate, then resets the tally. A reader that
-    /// yields while spinning on a lock (parking_lot does, before parking)
-    /// shows that time as waiting for a CPU too.
-    fn report(&self, label: &str) {
-        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed) as f64;
-        let (wall, cpu, waiting) = (take(&self.wall), take(&self.cpu), take(&self.waiting));
-        let (lookups, edits) = (take(&self.lookups), take(&self.edits));
-        if lookups == 0.0 {
-            return;
-        }
-        let per = |ns: f64| ns / lookups;
-        let mut line = format!(
-            "{label}: reader ns/lookup: wall {:.1} = on-CPU {:.1} + waiting for a CPU {:.1} \
-             + blocked/other {:.1}",
-            per(wall),
-            per(cpu),
-            per(waiting),
-            per(wall - cpu - waiting),
-        );
-        if edits > 0.0 {
-            // `wall` is per reader thread; with one reader, the writer ran
-            // for about that long.
-            line += &format!("; writer {:.0} membership changes/s", edits / (wall / 1e9));
-        }
-        println!("{line}");
-    }
-}
+static TALLY: Tally = Tally::new();
 
 /// The writer thread of a contention benchmark: which ring it churns, and
 /// how often.
@@ -1069,7 +929,7 @@ fn reader_with_writer<R: Shared, W: Shared>(
         stop.store(true, Ordering::Relaxed);
         if let Some(handle) = handle {
             let edits = handle.join().unwrap();
-            TALLY.edits.fetch_add(edits, Ordering::Relaxed);
+            TALLY.add_edits(edits);
         }
         elapsed
     })

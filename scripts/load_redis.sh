@@ -20,15 +20,30 @@
 #                      a client connection after 1,000 requests (nginx's
 #                      default) and wrk would otherwise reconnect for nginx only
 #   ringcache-embedded ringcache --nodes 3 (its own in-process nodes)
-# Two data sets, each preloaded into every server before the first round:
+# SERVERS selects some of them (default: all three, in this order), and
+# RINGCACHE_ARGS adds arguments to the ringcache in front of Redis, e.g.
+# RINGCACHE_ARGS='--redis-connections 2'. Several argument sets separated by
+# ';' start one ringcache-redis each, all in front of the same three
+# redis-servers and labelled ringcache-redis[ARGS] (spaces as _): placement
+# depends on membership alone, so they agree on every key, the data is
+# preloaded once (through the first), and each round runs them in turn like
+# separate servers, so machine noise falls on all of them alike. The pool
+# size sweep in docs/redis.md ("Connections per server", which has the exact
+# command) runs
+#   SERVERS=ringcache-redis SETS=big LOAD_SECONDS=10 \
+#   RINGCACHE_ARGS='--redis-connections 1;--redis-connections 2;...' \
+#   scripts/load_redis.sh http
+# Two data sets, each preloaded into every server before the first round
+# (SETS selects some of them; default: hot big):
 #   hot   HOT_KEYS (5,000) keys hot-0.. of 64-byte values
 #   big   BIG_KEYS (1,000,000) keys big-0.. of BIG_VALUE_BYTES (100) bytes
 # Each round runs wrk -t1 -cWRK_CONNS for LOAD_SECONDS against every server
 # in turn (the first server rotates from round to round) for GET and for PUT
 # of random keys of each set (scripts/wrk/get.lua, put.lua), then
 # redis-benchmark -t get,set -P 1 -c 50 against one bare redis-server (no
-# HTTP, for scale: what one Redis answers to 50 clients). Printed: the
-# median requests/s, p50 and p99 of each over ROUNDS rounds, and each
+# HTTP, for scale: what one Redis answers to 50 clients; only when SETS has
+# hot). Printed: the median requests/s, p50 and p99 of each over ROUNDS
+# rounds, the lowest and highest requests/s and p99 of a round, and each
 # median as a ratio to nginx-memcached's of the same kind.
 #
 # How nginx gets its data. nginx's memcached module only reads, and nginx
@@ -54,13 +69,15 @@
 # Environment: ROUNDS (3; smoke 1), LOAD_SECONDS (5; smoke 1), WRK_CONNS
 # (32), HOT_KEYS (5000; smoke 200), BIG_KEYS (1000000; smoke 2000),
 # BIG_VALUE_BYTES (100), BENCH_REQUESTS (100000 per redis-benchmark test;
-# smoke 2000), RELOCATE_KEYS (200000; smoke 2000), RINGCACHE_BIN (default:
-# the release build, wherever cargo puts it). Logs and configs go to
-# $TMPDIR/ringcache-redis-*/ and a server's log is printed when it fails to
-# start. Needs wrk, redis-server, redis-benchmark, memcached, nginx with the
-# memcached, upstream hash and upstream keepalive modules (Debian's has them
-# built in) and the memc module; the missing ones are installed from
-# Debian's packages when possible, otherwise the script names them and stops.
+# smoke 2000), RELOCATE_KEYS (200000; smoke 2000), SERVERS, SETS,
+# RINGCACHE_ARGS (see above; relocation's ringcache gets the first set),
+# RINGCACHE_BIN (default: the release build, wherever cargo puts it). Logs
+# and configs go to $TMPDIR/ringcache-redis-*/ and a server's log is printed
+# when it fails to start. Needs wrk, redis-server, redis-benchmark,
+# memcached, nginx with the memcached, upstream hash and upstream keepalive
+# modules (Debian's has them built in) and the memc module; the missing ones
+# are installed from Debian's packages when possible, otherwise the script
+# names them and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,6 +99,23 @@ CONNS=${WRK_CONNS:-32}
 HOT_VALUE_BYTES=64
 BIG_VALUE_BYTES=${BIG_VALUE_BYTES:-100}
 RELOCATE_TTL=3600
+SERVERS=${SERVERS:-ringcache-redis nginx-memcached ringcache-embedded}
+SETS=${SETS:-hot big}
+for s in $SERVERS; do
+  case "$s" in
+    ringcache-redis | nginx-memcached | ringcache-embedded) ;;
+    *) echo "load_redis.sh: SERVERS: unknown server $s" >&2; exit 2 ;;
+  esac
+done
+for s in $SETS; do
+  case "$s" in
+    hot | big) ;;
+    *) echo "load_redis.sh: SETS: unknown data set $s" >&2; exit 2 ;;
+  esac
+done
+# One argument set per ringcache-redis (split on ';', each then on spaces).
+IFS=';' read -r -a ringcache_arg_sets <<<"${RINGCACHE_ARGS:-}"
+[ ${#ringcache_arg_sets[@]} -gt 0 ] || ringcache_arg_sets=("")
 started=$(date +%s)
 note() { echo "[$(($(date +%s) - started)) s] $*" >&2; }
 
@@ -238,25 +272,55 @@ failures=()
 http_comparison() {
   declare -A port_of
   labels=()
-  if $has_redis; then
-    local redis_flags=()
-    for _ in 1 2 3; do start_redis; redis_flags+=(--redis "127.0.0.1:$port"); done
-    start_ringcache "${redis_flags[@]}"
-    port_of[ringcache-redis]=$port; labels+=(ringcache-redis)
+  local preload_labels=() server
+  for server in $SERVERS; do
+    case "$server" in
+      ringcache-redis)
+        $has_redis || continue
+        local redis_flags=() args label i=0
+        for _ in 1 2 3; do start_redis; redis_flags+=(--redis "127.0.0.1:$port"); done
+        for args in "${ringcache_arg_sets[@]}"; do
+          local argv=()
+          read -r -a argv <<<"$args"
+          start_ringcache "${redis_flags[@]}" "${argv[@]}"
+          label=ringcache-redis
+          if [ ${#ringcache_arg_sets[@]} -gt 1 ] || [ ${#argv[@]} -gt 0 ]; then
+            label="ringcache-redis[$(tr ' ' _ <<<"${argv[*]}")]"
+          fi
+          port_of[$label]=$port; labels+=("$label")
+          # The instances share the three servers: preload through the first.
+          [ $((i++)) = 0 ] && preload_labels+=("$label")
+        done
+        ;;
+      nginx-memcached)
+        local mc=()
+        for _ in 1 2 3; do start_memcached; mc+=("$port"); done
+        start_nginx "${mc[@]}"
+        port_of[nginx-memcached]=$port; labels+=(nginx-memcached); preload_labels+=(nginx-memcached)
+        ;;
+      ringcache-embedded)
+        start_ringcache --nodes 3
+        port_of[ringcache-embedded]=$port; labels+=(ringcache-embedded); preload_labels+=(ringcache-embedded)
+        ;;
+    esac
+  done
+  [ ${#labels[@]} -gt 0 ] || { failures+=("no server to measure (SERVERS=$SERVERS)"); return; }
+  local bench=false bench_port
+  if [[ " $SETS " == *" hot "* ]]; then
+    bench=true
+    start_redis
+    bench_port=$port
   fi
-  local mc=()
-  for _ in 1 2 3; do start_memcached; mc+=("$port"); done
-  start_nginx "${mc[@]}"
-  port_of[nginx-memcached]=$port; labels+=(nginx-memcached)
-  start_ringcache --nodes 3
-  port_of[ringcache-embedded]=$port; labels+=(ringcache-embedded)
-  start_redis
-  local bench_port=$port
 
-  note "servers up: ${labels[*]}; preloading"
-  for label in "${labels[@]}"; do
-    $rtool preload "127.0.0.1:${port_of[$label]}" hot- "$HOT_KEYS" "$HOT_VALUE_BYTES"
-    $rtool preload "127.0.0.1:${port_of[$label]}" big- "$BIG_KEYS" "$BIG_VALUE_BYTES"
+  note "servers up: ${labels[*]}; preloading ${SETS} through ${preload_labels[*]}"
+  for label in "${preload_labels[@]}"; do
+    for set in $SETS; do
+      if [ "$set" = hot ]; then
+        $rtool preload "127.0.0.1:${port_of[$label]}" hot- "$HOT_KEYS" "$HOT_VALUE_BYTES"
+      else
+        $rtool preload "127.0.0.1:${port_of[$label]}" big- "$BIG_KEYS" "$BIG_VALUE_BYTES"
+      fi
+    done
   done
 
   local results="$logs/http-results.txt"
@@ -265,7 +329,7 @@ http_comparison() {
   for round in $(seq "$ROUNDS"); do
     # Rotate which server goes first, so none always runs right after another.
     local order=("${labels[@]:$(((round - 1) % ${#labels[@]}))}" "${labels[@]:0:$(((round - 1) % ${#labels[@]}))}")
-    for set in hot big; do
+    for set in $SETS; do
       local keys=$HOT_KEYS vb=$HOT_VALUE_BYTES
       [ $set = big ] && keys=$BIG_KEYS vb=$BIG_VALUE_BYTES
       for kind in get put; do
@@ -276,6 +340,7 @@ http_comparison() {
         done
       done
     done
+    $bench || continue
     local csv
     csv=$(redis-benchmark -h 127.0.0.1 -p "$bench_port" -t get,set -P 1 -c 50 -n "$BENCH_REQUESTS" \
       -d "$HOT_VALUE_BYTES" -r "$HOT_KEYS" --csv 2>>"$logs/redis-benchmark.log")
@@ -292,17 +357,24 @@ http_comparison() {
   stop_all
   note "stopped"
 
-  "$py" - "$results" "$ROUNDS" "$SECS" "$CONNS" "$HOT_KEYS" "$BIG_KEYS" "$BIG_VALUE_BYTES" "$BENCH_REQUESTS" <<'PY'
+  "$py" - "$results" "$ROUNDS" "$SECS" "$CONNS" "$HOT_KEYS" "$BIG_KEYS" "$BIG_VALUE_BYTES" "$BENCH_REQUESTS" "$SETS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-rounds, secs, conns, hot, big, bigv, bench_n = sys.argv[2:9]
+rounds, secs, conns, hot, big, bigv, bench_n, sets = sys.argv[2:10]
+sets = sets.split()
 def us(x):
     x = float(x)
     return f"{x / 1000:.2f} ms" if x >= 1000 else f"{x:.0f} µs"
-print(f"\nwrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds, medians; hot = {int(hot):,} keys of 64 B,"
-      f" big = {int(big):,} keys of {bigv} B; redis-benchmark -t get,set -P 1 -c 50 -n {bench_n} -d 64 -r {hot}")
-print("| data set | kind | server | requests/s | (per round) | p50 | p99 | vs nginx-memcached | non-2xx | socket errors |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+about = []
+if "hot" in sets:
+    about.append(f"hot = {int(hot):,} keys of 64 B")
+if "big" in sets:
+    about.append(f"big = {int(big):,} keys of {bigv} B")
+if "hot" in sets:
+    about.append(f"redis-benchmark -t get,set -P 1 -c 50 -n {bench_n} -d 64 -r {hot}")
+print(f"\nwrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds, medians; " + "; ".join(about))
+print("| data set | kind | server | requests/s | (per round) | p50 | p99 | (per round) | vs nginx-memcached | non-2xx | socket errors |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 groups = {}
 for s, kind, label, rps, p50, p99, non2xx, errors in rows:
     g = groups.setdefault((s, kind), {}).setdefault(label, {"rps": [], "p50": [], "p99": [], "non2xx": 0, "errors": 0})
@@ -316,8 +388,9 @@ for (s, kind), labels in groups.items():
         ratio = f"{m / base_rps:.2f}" if base_rps and not kind.startswith("redis-benchmark") else "-"
         name = kind.replace("redis-benchmark-", "") + (" (no HTTP)" if kind.startswith("redis-benchmark") else "")
         spread = f"{min(g['rps']) / 1000:.1f}k–{max(g['rps']) / 1000:.1f}k"
+        p99_spread = f"{us(min(g['p99']))}–{us(max(g['p99']))}"
         print(f"| {s} | {name} | {label} | {m:,.0f} | {spread} | {us(statistics.median(g['p50']))} |"
-              f" {us(statistics.median(g['p99']))} | {ratio} | {g['non2xx']} | {g['errors']} |")
+              f" {us(statistics.median(g['p99']))} | {p99_spread} | {ratio} | {g['non2xx']} | {g['errors']} |")
 PY
 
   # Every server must have answered, and only 2xx (the smoke check; the full
@@ -336,7 +409,9 @@ relocation() {
   if $has_redis; then
     local r=()
     for _ in 1 2 3; do start_redis; r+=("127.0.0.1:$port"); done
-    start_ringcache --redis "${r[0]}" --redis "${r[1]}"
+    local argv=()
+    read -r -a argv <<<"${ringcache_arg_sets[0]}"
+    start_ringcache --redis "${r[0]}" --redis "${r[1]}" "${argv[@]}"
     local http="127.0.0.1:$port"
     $rtool preload "$http" rel- "$RELOCATE_KEYS" 100 "$RELOCATE_TTL"
     local sizes add remove

@@ -395,12 +395,12 @@ pub enum Command<'a> {
     AddNode {
         /// Its name.
         name: String,
-        /// Its vnode count (ketama: weight).
+        /// Its weight: vnodes under xxh3, ketama weight under ketama.
         vnodes: u32,
         /// What it is: embedded, or a Redis server.
         kind: NodeKind,
     },
-    /// Change a node's vnode count (ketama: weight).
+    /// Change a node's weight.
     SetVnodes(NodeId, u32),
     /// Remove a node.
     RemoveNode(NodeId),
@@ -553,7 +553,7 @@ impl<'a> NodeJson<'a> {
             index: n.id.0,
             name: &n.name,
             weight: ketama_weight(placement, n.weight),
-            vnodes: n.vnodes,
+            vnodes: n.points,
             state: n.state.as_str(),
             redis: n.redis.as_deref(),
             keys: n.stats.keys,
@@ -752,7 +752,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                 Err(e) => cluster_error(cluster, &e),
             }
         }
-        Command::SetVnodes(id, vnodes) => match cluster.set_vnodes(id, vnodes) {
+        Command::SetVnodes(id, vnodes) => match cluster.set_weight(id, vnodes) {
             Ok(()) => Reply::json(202, &RebalanceJson::from(cluster.rebalance_status())),
             Err(e) => cluster_error(cluster, &e),
         },
@@ -769,7 +769,7 @@ pub fn execute(cluster: &Cluster, cmd: Command<'_>, metrics: impl FnOnce() -> St
                     index: s.id.0,
                     name: &s.name,
                     weight: ketama_weight(snap.placement(), s.weight),
-                    vnodes: s.vnodes,
+                    vnodes: s.points,
                     ownership: s.share,
                 })
                 .collect();

@@ -495,7 +495,7 @@ pub struct Applied {
     pub added: Vec<String>,
     /// Nodes removed.
     pub removed: Vec<String>,
-    /// Nodes whose vnodes (ketama: weight) changed.
+    /// Nodes whose size (vnodes, or ketama weight) changed.
     pub reweighted: Vec<String>,
 }
 
@@ -531,7 +531,7 @@ pub fn apply(cluster: &Cluster, cfg: &Settings) -> Result<Applied, ClusterError>
         match running.get(&spec.name) {
             Some((id, _, kind)) if *kind != spec.kind() => replaced.push((*id, spec, size)),
             Some(&(id, current, _)) if current != size => {
-                cluster.set_vnodes(id, size)?;
+                cluster.set_weight(id, size)?;
                 applied.reweighted.push(spec.name.clone());
             }
             _ => {}

@@ -46,7 +46,7 @@
 //! let a = ring.add_node("cache-0", 160)?;
 //! let b = ring.add_node("cache-1", 160)?;
 //! let before = ring.lookup(b"session:9").unwrap();
-//! ring.set_vnodes(b, 320)?; // b takes a larger share; only keys to b move
+//! ring.set_weight(b, 320)?; // b takes a larger share; only keys to b move
 //! let after = ring.lookup(b"session:9").unwrap();
 //! assert!(after == before || after == b);
 //! # let _: NodeId = a;

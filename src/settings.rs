@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::cluster::{HealthOptions, NodeKind};
 use crate::hash::Placement;
 use crate::node::RedisOptions;
-use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_VNODES, DEFAULT_VNODES};
+use crate::ring::{DEFAULT_KETAMA_WEIGHT, DEFAULT_MAX_WEIGHT, DEFAULT_VNODES};
 
 /// Request, memory and connection limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,7 +240,7 @@ fn refuse(field: impl Into<String>, message: impl Into<String>) -> SettingsError
 /// under ketama, `None` when neither is given. The other placement's field
 /// is refused, so a node written for one kind of cluster never silently
 /// means something else in the other; a size must be 1 to
-/// [`DEFAULT_MAX_VNODES`].
+/// [`DEFAULT_MAX_WEIGHT`].
 ///
 /// # Errors
 ///
@@ -261,8 +261,8 @@ pub fn node_size(
         });
     }
     match given {
-        Some(n) if !(1..=DEFAULT_MAX_VNODES).contains(&n) => Err(format!(
-            "{} must be between 1 and {DEFAULT_MAX_VNODES}, got {n}",
+        Some(n) if !(1..=DEFAULT_MAX_WEIGHT).contains(&n) => Err(format!(
+            "{} must be between 1 and {DEFAULT_MAX_WEIGHT}, got {n}",
             size_field(hash)
         )),
         _ => Ok(given),
@@ -317,11 +317,11 @@ impl Settings {
                 "nodes is empty; a cluster needs at least one node",
             ));
         }
-        if !(1..=DEFAULT_MAX_VNODES).contains(&self.default_vnodes) {
+        if !(1..=DEFAULT_MAX_WEIGHT).contains(&self.default_vnodes) {
             return Err(refuse(
                 "default_vnodes",
                 format!(
-                    "default_vnodes must be between 1 and {DEFAULT_MAX_VNODES}, got {}",
+                    "default_vnodes must be between 1 and {DEFAULT_MAX_WEIGHT}, got {}",
                     self.default_vnodes
                 ),
             ));
@@ -482,7 +482,7 @@ mod tests {
             .unwrap_err()
             .contains("give weight"));
         assert!(node_size(Placement::Xxh3, Some(0), None).is_err());
-        assert!(node_size(Placement::Ketama, None, Some(DEFAULT_MAX_VNODES + 1)).is_err());
+        assert!(node_size(Placement::Ketama, None, Some(DEFAULT_MAX_WEIGHT + 1)).is_err());
     }
 
     #[test]

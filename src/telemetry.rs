@@ -214,7 +214,7 @@ const NODE_SERIES: [NodeSeries; 19] = [
     ("ringcache_node_max_bytes", "gauge", |n| {
         n.stats.max_bytes as f64
     }),
-    ("ringcache_node_vnodes", "gauge", |n| f64::from(n.vnodes)),
+    ("ringcache_node_vnodes", "gauge", |n| f64::from(n.points)),
     ("ringcache_node_weight", "gauge", |n| f64::from(n.weight)),
     ("ringcache_node_ownership", "gauge", |n| n.share),
     ("ringcache_node_draining", "gauge", |n| {

@@ -66,8 +66,8 @@ fn membership_errors_are_typed_and_actionable() {
         ClusterError::Ring(RingError::DuplicateName("solo".into()))
     );
     assert!(matches!(
-        cluster.set_vnodes(only, 0).unwrap_err(),
-        ClusterError::Ring(RingError::VnodesOutOfRange { vnodes: 0, .. })
+        cluster.set_weight(only, 0).unwrap_err(),
+        ClusterError::Ring(RingError::WeightOutOfRange { weight: 0, .. })
     ));
     assert_eq!(cluster.node_count(), 1);
 }
@@ -85,14 +85,14 @@ fn node_listing_adds_up() {
     assert_eq!(nodes.len(), 3);
     assert!(nodes
         .iter()
-        .all(|n| n.vnodes == 160 && n.state == ringcache::cluster::NodeState::Serving));
+        .all(|n| n.points == 160 && n.state == ringcache::cluster::NodeState::Serving));
     let share: f64 = nodes.iter().map(|n| n.share).sum();
     assert!((share - 1.0).abs() < 1e-9);
     assert_eq!(nodes.iter().map(|n| n.stats.keys).sum::<usize>(), 3000);
     let id = nodes[0].id;
-    cluster.set_vnodes(id, 320).unwrap();
+    cluster.set_weight(id, 320).unwrap();
     let listed = cluster.nodes().into_iter().find(|n| n.id == id).unwrap();
-    assert_eq!(listed.vnodes, 320, "the new count is used at once");
+    assert_eq!(listed.points, 320, "the new count is used at once");
     assert!(cluster.wait_rebalanced(Duration::from_secs(30)));
     let status = cluster.rebalance_status();
     assert!(!status.active && status.finished_at.is_some() && status.keys_moved > 0);

@@ -137,11 +137,11 @@ fn removing_a_node_drains_it_then_drops_it() {
 fn vnode_changes_move_keys_only_to_or_from_that_node() {
     let cluster = loaded_cluster();
     let node = cluster.nodes()[2].id;
-    let (before, up) = check_change(&cluster, || cluster.set_vnodes(node, 640).unwrap());
+    let (before, up) = check_change(&cluster, || cluster.set_weight(node, 640).unwrap());
     for (b, a) in before.iter().zip(&up) {
         assert!(a == b || *a == node, "raising vnodes moved a key elsewhere");
     }
-    let (_, down) = check_change(&cluster, || cluster.set_vnodes(node, 160).unwrap());
+    let (_, down) = check_change(&cluster, || cluster.set_weight(node, 160).unwrap());
     for (u, d) in up.iter().zip(&down) {
         assert!(
             d == u || *u == node,
@@ -198,7 +198,7 @@ fn ketama_changes_move_exactly_the_keys_whose_owner_changed() {
         new = Some(cluster.add_node("10.0.0.9:11212", 2).unwrap());
     });
     let new = new.unwrap();
-    check_change(&cluster, || cluster.set_vnodes(new, 5).unwrap());
+    check_change(&cluster, || cluster.set_weight(new, 5).unwrap());
     let first = cluster.nodes()[0].id;
     check_change(&cluster, || cluster.remove_node(first).unwrap());
     assert_eq!(cluster.node_count(), 4);

@@ -173,7 +173,7 @@ fn churner(cluster: &Cluster, stop: &AtomicBool, failures: &Failures) -> u64 {
                         .map(|_| ())
                 }
                 1 if members.len() > 2 => cluster.remove_node(pick),
-                _ => cluster.set_vnodes(pick, 1 + rng.below(300) as u32),
+                _ => cluster.set_weight(pick, 1 + rng.below(300) as u32),
             };
             if let Err(e) = result {
                 failures.report(format!("churn: change failed: {e}"));

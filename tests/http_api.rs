@@ -455,7 +455,7 @@ fn add_node_errors() {
 /// status; the new count shows in `GET /nodes` and `GET /ring`. Errors: 404
 /// for an unknown index, 400 for a bad index, body or count.
 #[test]
-fn set_vnodes() {
+fn set_weight() {
     let server = Server::start();
     let r = server.send_json("PUT", "/nodes/1", r#"{"vnodes": 320}"#);
     assert_eq!(r.status, 202, "{}", r.text());

@@ -128,7 +128,7 @@ fn live_admin_changes_keep_agreeing_with_a_ketama_ring() {
     let put = server.send_json("PUT", &format!("/nodes/{new}"), r#"{"weight":1}"#);
     assert_eq!(put.status, 202, "{}", put.text());
     let id = model.pin().node_by_name("10.0.0.9").unwrap().id;
-    model.set_vnodes(id, 1).unwrap();
+    model.set_weight(id, 1).unwrap();
     server.wait_rebalanced();
     check(&server, &model);
     let first = names(&server)

@@ -70,8 +70,8 @@ proptest! {
                 }
                 Op::Weight(i, w) if !ids.is_empty() => {
                     let id = ids[i % ids.len()];
-                    ring.set_vnodes(id, w).unwrap();
-                    model.set_vnodes(id, w).unwrap();
+                    ring.set_weight(id, w).unwrap();
+                    model.set_weight(id, w).unwrap();
                 }
                 _ => {}
             }
@@ -123,7 +123,7 @@ fn a_weight_too_small_for_a_point_owns_nothing() {
     // 1/129 of the weight among 3 servers: floor(1/129 * 40 * 3) = 0 groups.
     let c = ring.add_node("c", 1).unwrap();
     let snap = ring.pin();
-    let points: Vec<u32> = snap.nodes().iter().map(|n| n.vnodes).collect();
+    let points: Vec<u32> = snap.nodes().iter().map(|n| n.points).collect();
     assert_eq!(points, [236, 236, 0]);
     assert_eq!(snap.node_count(), 3);
     let share = snap.shares().iter().find(|s| s.id == c).unwrap().share;

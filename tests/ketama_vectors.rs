@@ -94,7 +94,7 @@ fn point_counts_follow_the_weights() {
     let counts: HashMap<String, u32> = ring
         .nodes()
         .into_iter()
-        .map(|n| (names[&n.id].clone(), n.vnodes))
+        .map(|n| (names[&n.id].clone(), n.points))
         .collect();
     // floor(w / 4300 * 40 * 8) * 4, by hand.
     for (name, want) in [("10.0.1.1", 176), ("10.0.1.5", 296), ("10.0.1.8", 28)] {

@@ -93,8 +93,8 @@ fn placement_survives_edit_history() {
         .collect();
     let extra = ring.add_node("cache-extra", 500).unwrap();
     for &id in &ids {
-        ring.set_vnodes(id, 1000).unwrap();
-        ring.set_vnodes(id, 160).unwrap();
+        ring.set_weight(id, 1000).unwrap();
+        ring.set_weight(id, 160).unwrap();
     }
     ring.remove_node(extra).unwrap();
     for (key, expected) in GOLDEN {

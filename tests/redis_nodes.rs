@@ -1052,7 +1052,7 @@ fn live_changes_under_traffic_lose_no_write_and_resurrect_no_key() {
 
     ring.add_node(&redis[3].addr(), 160).unwrap();
     ring.remove_node(NodeId(1)).unwrap();
-    ring.set_vnodes(NodeId(0), 40).unwrap();
+    ring.set_weight(NodeId(0), 40).unwrap();
     let addrs: HashMap<u32, String> = [
         (0, redis[0].addr()),
         (2, redis[2].addr()),

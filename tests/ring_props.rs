@@ -86,9 +86,9 @@ fn node_name() -> impl Strategy<Value = String> {
 /// A membership: distinct names with their vnode counts, in random order.
 fn membership(
     sizes: std::ops::Range<usize>,
-    max_vnodes: u32,
+    max_weight: u32,
 ) -> impl Strategy<Value = Vec<(String, u32)>> {
-    prop::collection::btree_map(node_name(), 1u32..=max_vnodes, sizes)
+    prop::collection::btree_map(node_name(), 1u32..=max_weight, sizes)
         .prop_map(|m| m.into_iter().collect::<Vec<_>>())
         .prop_shuffle()
 }
@@ -137,7 +137,7 @@ fn replica_names(ring: &Ring, keys: &[Vec<u8>]) -> Vec<Vec<Arc<str>>> {
 fn shares_by_name(ring: &Ring) -> BTreeMap<Arc<str>, (u32, f64)> {
     ring.nodes()
         .into_iter()
-        .map(|s| (s.name, (s.vnodes, s.share)))
+        .map(|s| (s.name, (s.points, s.share)))
         .collect()
 }
 
@@ -235,7 +235,7 @@ proptest! {
         let before_shares = ring.nodes();
         let v0 = ring.version();
 
-        ring.set_vnodes(id, new_vnodes).unwrap();
+        ring.set_weight(id, new_vnodes).unwrap();
         for (i, k) in keys.iter().enumerate() {
             let after = ring.lookup(k);
             if after == before[i] {
@@ -262,7 +262,7 @@ proptest! {
             }
         }
 
-        ring.set_vnodes(id, old_vnodes).unwrap();
+        ring.set_weight(id, old_vnodes).unwrap();
         prop_assert_eq!(ring.version(), v0 + 2);
         for (i, k) in keys.iter().enumerate() {
             prop_assert_eq!(ring.lookup(k), before[i]);
@@ -303,13 +303,13 @@ fn build_scrambled(target: &[(String, u32)], extras: &[String], seed: u64) -> Ri
     for &i in &order {
         let (name, vnodes) = (&target[i].0, target[i].1);
         for _ in 0..rng.below(3) {
-            ring.set_vnodes(ids[name.as_str()], random_vnodes(&mut rng))
+            ring.set_weight(ids[name.as_str()], random_vnodes(&mut rng))
                 .unwrap();
         }
-        ring.set_vnodes(ids[name.as_str()], vnodes).unwrap();
+        ring.set_weight(ids[name.as_str()], vnodes).unwrap();
         if let Some(&extra) = extra_ids.last() {
             if rng.below(2) == 0 {
-                ring.set_vnodes(extra, random_vnodes(&mut rng)).unwrap();
+                ring.set_weight(extra, random_vnodes(&mut rng)).unwrap();
             }
         }
     }
@@ -425,8 +425,8 @@ fn apply(
             reference.remove_node(NodeId(id)).map(|_| None),
         ),
         Op::SetVnodes { id, vnodes } => (
-            ring.set_vnodes(NodeId(id), vnodes).map(|_| None),
-            reference.set_vnodes(NodeId(id), vnodes).map(|_| None),
+            ring.set_weight(NodeId(id), vnodes).map(|_| None),
+            reference.set_weight(NodeId(id), vnodes).map(|_| None),
         ),
         Op::SetSame { id } => {
             let current = reference
@@ -434,8 +434,8 @@ fn apply(
                 .find(|m| m.0 == NodeId(id))
                 .map_or(1, |m| m.2);
             (
-                ring.set_vnodes(NodeId(id), current).map(|_| None),
-                reference.set_vnodes(NodeId(id), current).map(|_| None),
+                ring.set_weight(NodeId(id), current).map(|_| None),
+                reference.set_weight(NodeId(id), current).map(|_| None),
             )
         }
     }
@@ -464,7 +464,7 @@ fn assert_agree(
     let members: Vec<(NodeId, String, u32)> = ring
         .nodes()
         .into_iter()
-        .map(|s| (s.id, s.name.to_string(), s.vnodes))
+        .map(|s| (s.id, s.name.to_string(), s.points))
         .collect();
     let expected: Vec<(NodeId, String, u32)> = reference
         .members()
@@ -498,14 +498,14 @@ proptest! {
     #[test]
     fn ring_agrees_with_reference_through_random_edits(
         pool in prop::collection::btree_set(node_name(), 8),
-        max_vnodes in prop_oneof![Just(300u32), 1u32..300],
+        max_weight in prop_oneof![Just(300u32), 1u32..300],
         ops in prop::collection::vec(op(), 1..60),
         seed in any::<u64>(),
     ) {
         let mut pool: Vec<String> = pool.into_iter().collect();
         pool.push("y".repeat(MAX_NAME_BYTES));
-        let ring = Ring::with_max_vnodes(max_vnodes);
-        let mut reference = ReferenceRing::new(max_vnodes);
+        let ring = Ring::with_max_weight(max_weight);
+        let mut reference = ReferenceRing::new(max_weight);
         let mut version = ring.version();
         let step_keys = key_set(seed, 100);
 
@@ -526,37 +526,32 @@ proptest! {
         assert_agree(&ring, &reference, &key_set(seed ^ 2, 100), &[count + 1, 20])?;
     }
 
-    /// Lookups are exact at point boundaries: for every point `p`,
-    /// `lookup_hash` of `p - 1`, `p` and `p + 1` (and of 0 and `u64::MAX`,
-    /// where the ring wraps) is the owner of the first point `>= hash` in a
-    /// sorted `(point, name)` list the test derives itself from
-    /// `vnode_point`; and a key that hashes exactly onto a node's point is
-    /// owned by that node.
+    /// Lookups are exact at point boundaries: the ring's point table is the
+    /// naive [`ReferenceRing`]'s (built from the same members in the same
+    /// order, so with the same ids), and for every point `p`, `lookup_hash`
+    /// of `p - 1`, `p` and `p + 1` (and of 0 and `u64::MAX`, where the ring
+    /// wraps) is the reference's owner of the first point `>= hash`; and a
+    /// key that hashes exactly onto a node's point is owned by that node.
     #[test]
     fn lookups_are_exact_at_point_boundaries(
         members in membership(1..12, MAX_TEST_VNODES),
     ) {
         let (ring, ids) = build(&members);
-        let mut model: Vec<(u64, &str, NodeId)> = members
-            .iter()
-            .zip(&ids)
-            .flat_map(|((name, v), &id)| {
-                (0..*v).map(move |i| (vnode_point(name, i), name.as_str(), id))
-            })
-            .collect();
-        model.sort();
-        let expect = |h: u64| {
-            let at = model.partition_point(|e| e.0 < h);
-            model[if at == model.len() { 0 } else { at }].2
-        };
+        let mut reference = ReferenceRing::default();
+        for (name, v) in &members {
+            reference.add_node(name, *v).expect("valid membership");
+        }
+        let points: Vec<(u64, NodeId)> = reference.points().collect();
         let snap = ring.pin();
-        prop_assert_eq!(snap.point_count(), model.len());
+        prop_assert_eq!(&snap.points().collect::<Vec<_>>(), &points);
         let mut probes = vec![0, 1, u64::MAX - 1, u64::MAX];
-        for &(p, _, _) in &model {
+        for &(p, _) in &points {
             probes.extend([p.wrapping_sub(1), p, p.wrapping_add(1)]);
         }
         for h in probes {
-            prop_assert_eq!(snap.lookup_hash(h), Some(expect(h)), "hash {:#x}", h);
+            let want = reference.lookup_hash(h);
+            prop_assert!(want.is_some());
+            prop_assert_eq!(snap.lookup_hash(h), want, "hash {:#x}", h);
         }
         for ((name, v), &id) in members.iter().zip(&ids) {
             for i in [0, v / 2, v - 1] {

@@ -39,7 +39,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ringcache::ring::reference::ReferenceRing;
-use ringcache::ring::{RingTable, DEFAULT_MAX_VNODES};
+use ringcache::ring::{RingTable, DEFAULT_MAX_WEIGHT};
 use ringcache::{NodeId, Ring, RingError};
 
 /// How long the writer churns.
@@ -91,7 +91,7 @@ fn members_of(table: &RingTable) -> Members {
     table
         .nodes()
         .iter()
-        .map(|n| (n.id, (n.name.to_string(), n.vnodes)))
+        .map(|n| (n.id, (n.name.to_string(), n.points)))
         .collect()
 }
 
@@ -131,10 +131,14 @@ fn churn(ring: &Ring, history: &History, seed: u64) -> (Members, u64) {
                 }
                 _ if !ids.is_empty() => {
                     let id = pick(&mut rng);
-                    let max = DEFAULT_MAX_VNODES;
+                    let max = DEFAULT_MAX_WEIGHT;
                     (
-                        ring.set_vnodes(id, 0),
-                        Err(RingError::VnodesOutOfRange { vnodes: 0, max }),
+                        ring.set_weight(id, 0),
+                        Err(RingError::WeightOutOfRange {
+                            weight: 0,
+                            max,
+                            placement: ringcache::hash::Placement::Xxh3,
+                        }),
                     )
                 }
                 _ => continue,
@@ -175,7 +179,7 @@ fn churn(ring: &Ring, history: &History, seed: u64) -> (Members, u64) {
             let vnodes = random_vnodes(&mut rng);
             next.get_mut(&id).unwrap().1 = vnodes;
             history.push(version + 1, next.clone());
-            ring.set_vnodes(id, vnodes).unwrap();
+            ring.set_weight(id, vnodes).unwrap();
         }
         assert_eq!(ring.version(), version + 1);
         members = next;
@@ -318,7 +322,7 @@ fn readers_see_only_real_memberships_while_a_writer_churns() {
     // Fresh rings of the final membership, built in reverse id order so
     // their ids differ from the churned ring's: compare by name.
     let fresh = Ring::new();
-    let mut reference = ReferenceRing::new(DEFAULT_MAX_VNODES);
+    let mut reference = ReferenceRing::new(DEFAULT_MAX_WEIGHT);
     let mut fresh_names = BTreeMap::new();
     let mut reference_names = BTreeMap::new();
     for (name, v) in members.values().rev() {
@@ -406,8 +410,8 @@ fn pinned_snapshot_keeps_its_version_across_edits() {
                 1 => {
                     let id = ids[usize::try_from(rng.below(ids.len() as u64)).unwrap()];
                     let v = random_vnodes(&mut rng);
-                    ring.set_vnodes(id, v).unwrap();
-                    live.set_vnodes(id, v).unwrap();
+                    ring.set_weight(id, v).unwrap();
+                    live.set_weight(id, v).unwrap();
                 }
                 _ => {
                     next_name += 1;
@@ -463,7 +467,7 @@ fn load_with_a_guard_from_another_collector_keeps_the_table_alive() {
     let version = table.version();
     // The loaded table and our clone hold the name (older tables, if any,
     // are collected by the loop below, so read the count after it).
-    ring.set_vnodes(id, 2).unwrap(); // retires `table`; the new one clones the name
+    ring.set_weight(id, 2).unwrap(); // retires `table`; the new one clones the name
     let mut alive = Arc::strong_count(&name);
     for _ in 0..100_000 {
         crossbeam_epoch::pin().flush();

@@ -34,8 +34,8 @@
 //! (always `host:port`, keeping `:11211`; `host:port` instead of the
 //! configured names) or with the weights ignored must disagree with the
 //! observed placement for more than 5% of keys. Keys must also reach all
-//! three servers of each pool. A hash-level continuum built from
-//! [`ketama_points`] and [`ketama_points_per_server`] cross-checks the ring.
+//! three servers of each pool. The naive [`ReferenceRing`] (the continuum
+//! rebuilt from the hash-level functions alone) cross-checks the ring.
 //!
 //! # Port 11211 and the network namespace
 //!
@@ -66,14 +66,16 @@
 mod interop;
 mod rng;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use interop::{loopback, Memcache, Proc, TempDir};
-use ringcache::hash::{ketama_key_hash, ketama_points, ketama_points_per_server, Placement};
-use ringcache::{NodeId, Ring};
+use ringcache::hash::{ketama_key_hash, Placement};
+use ringcache::ring::reference::ReferenceRing;
+use ringcache::{NodeId, Ring, RingError};
 use rng::SplitMix;
 
 /// This test's name, which the re-executed binary is asked to run.
@@ -249,76 +251,80 @@ impl Pool {
     /// `servers:` order. Returns it with the node ids in that order.
     fn ring(&self, naming: Naming, weights: Weights) -> (Ring, Vec<NodeId>) {
         let ring = Ring::with_placement(Placement::Ketama, MAX_WEIGHT);
-        let ids = self
-            .backends
+        let ids = self.add_backends(naming, weights, |name, weight| ring.add_node(name, weight));
+        (ring, ids)
+    }
+
+    /// The naive [`ReferenceRing`] of the pool as twemproxy configures it
+    /// (its names, the configured weights), backends added in `servers:`
+    /// order: the continuum as twemproxy's `ketama_update` builds it (points
+    /// per server from the weights, 4 points per MD5 of `"name-k"`, ties in
+    /// server order), recomputed from the hash-level functions alone.
+    /// Returns it with the node ids in `servers:` order.
+    fn reference(&self) -> (ReferenceRing, Vec<NodeId>) {
+        let mut reference = ReferenceRing::with_placement(Placement::Ketama, MAX_WEIGHT);
+        let ids = self.add_backends(Naming::Twemproxy, Weights::Configured, |name, weight| {
+            reference.add_node(name, weight)
+        });
+        (reference, ids)
+    }
+
+    /// Adds every backend, in `servers:` order, named and weighted as a
+    /// prediction says, through `add`; returns the ids in that order.
+    fn add_backends(
+        &self,
+        naming: Naming,
+        weights: Weights,
+        mut add: impl FnMut(&str, u32) -> Result<NodeId, RingError>,
+    ) -> Vec<NodeId> {
+        self.backends
             .iter()
             .map(|b| {
                 let (name, weight) = member(b, naming, weights);
-                ring.add_node(&name, weight)
+                add(&name, weight)
                     .unwrap_or_else(|e| panic!("adding {name:?} (weight {weight}): {e}"))
             })
-            .collect();
-        (ring, ids)
+            .collect()
     }
 
     /// The backend index ringcache predicts for each key.
     fn predict(&self, keys: &[Vec<u8>], naming: Naming, weights: Weights) -> Vec<usize> {
         let (ring, ids) = self.ring(naming, weights);
-        keys.iter()
-            .map(|key| {
-                let owner = ring.lookup(key).expect("a ring with nodes has an owner");
-                ids.iter()
-                    .position(|&id| id == owner)
-                    .expect("the owner is one of the nodes added")
-            })
-            .collect()
+        backend_indexes(keys, &ids, |key| ring.lookup(key))
     }
 
-    /// The same prediction from the hash-level functions alone
-    /// ([`ketama_points_per_server`], [`ketama_points`],
-    /// [`ketama_key_hash`]), as twemproxy's `ketama_update` and
-    /// `ketama_dispatch` compute it: a cross-check of the ring.
-    fn predict_by_hand(&self, keys: &[Vec<u8>]) -> Vec<usize> {
-        let continuum = self.continuum();
-        keys.iter()
-            .map(|key| {
-                let hash = ketama_key_hash(key);
-                let at = continuum.partition_point(|&(point, _)| point < hash);
-                continuum[at % continuum.len()].1
-            })
-            .collect()
+    /// The same prediction by the [`ReferenceRing`], as twemproxy's
+    /// `ketama_dispatch` computes it (the first point `>=` the key's
+    /// [`ketama_key_hash`], wrapping): a cross-check of the ring.
+    fn predict_by_reference(&self, keys: &[Vec<u8>]) -> Vec<usize> {
+        let (reference, ids) = self.reference();
+        backend_indexes(keys, &ids, |key| reference.lookup(key))
     }
 
-    /// twemproxy's continuum for this pool: `(point, backend index)`,
-    /// sorted by point, ties in server order.
-    fn continuum(&self) -> Vec<(u32, usize)> {
-        let members: Vec<(String, u32)> = self
-            .backends
-            .iter()
-            .map(|b| member(b, Naming::Twemproxy, Weights::Configured))
-            .collect();
-        let total: u32 = members.iter().map(|(_, w)| w).sum();
-        let servers = u32::try_from(members.len()).unwrap();
-        let mut continuum = Vec::new();
-        for (index, (name, weight)) in members.iter().enumerate() {
-            let points = ketama_points_per_server(*weight, total, servers);
-            for k in 0..points / 4 {
-                continuum.extend(ketama_points(name, k).map(|p| (p, index)));
-            }
-        }
-        continuum.sort(); // by point, then by index: ties in server order
-        continuum
-    }
-
-    /// How many points each backend has on the continuum.
+    /// How many points each backend has on the continuum, in `servers:`
+    /// order, as the [`ReferenceRing`] counts them.
     fn points_per_backend(&self) -> Vec<u32> {
-        let total: u32 = self.backends.iter().map(|b| b.weight).sum();
-        let servers = u32::try_from(self.backends.len()).unwrap();
-        self.backends
-            .iter()
-            .map(|b| ketama_points_per_server(b.weight, total, servers))
-            .collect()
+        let (reference, ids) = self.reference();
+        let counts: BTreeMap<NodeId, u32> = reference.point_counts().collect();
+        ids.iter().map(|id| counts[id]).collect()
     }
+}
+
+/// The backend index of each key's owner by `lookup`, where `ids` are the
+/// backends' node ids in `servers:` order.
+fn backend_indexes(
+    keys: &[Vec<u8>],
+    ids: &[NodeId],
+    lookup: impl Fn(&[u8]) -> Option<NodeId>,
+) -> Vec<usize> {
+    keys.iter()
+        .map(|key| {
+            let owner = lookup(key).expect("a ring with nodes has an owner");
+            ids.iter()
+                .position(|&id| id == owner)
+                .expect("the owner is one of the nodes added")
+        })
+        .collect()
 }
 
 /// The two pools under test, over the three memcached ports.
@@ -588,11 +594,11 @@ fn check_pool(pool: &Pool, nutcracker: &mut Proc) {
 
     // Every key sits where ringcache says.
     let predicted = pool.predict(&keys, Naming::Twemproxy, Weights::Configured);
-    let by_hand = pool.predict_by_hand(&keys);
+    let by_reference = pool.predict_by_reference(&keys);
     assert_eq!(
-        disagreements(&predicted, &by_hand),
+        disagreements(&predicted, &by_reference),
         0,
-        "pool {}: the ring and the hash-level continuum disagree",
+        "pool {}: the ring and the reference ring disagree",
         pool.name
     );
     let wrong: Vec<String> = (0..keys.len())

@@ -27,7 +27,15 @@ fuzz_target!(|data: &[u8]| {
     let sizes: Vec<usize> = sizes.iter().map(|&s| usize::from(s)).collect();
     let whole = replay(stream, &[0]);
     if !sizes.is_empty() {
-        assert_eq!(replay(stream, &sizes), whole, "split {sizes:?} changed the outcome");
+        assert_eq!(
+            replay(stream, &sizes),
+            whole,
+            "split {sizes:?} changed the outcome"
+        );
     }
-    assert_eq!(replay(stream, &[1]), whole, "byte-at-a-time changed the outcome");
+    assert_eq!(
+        replay(stream, &[1]),
+        whole,
+        "byte-at-a-time changed the outcome"
+    );
 });

@@ -3,12 +3,12 @@
 //! [`ReferenceRing`]; every answer must agree exactly.
 //!
 //! An input runs against rings of one placement (see the input format): an
-//! xxh3 pair (`Ring::with_max_vnodes(MAX_VNODES)` and
+//! xxh3 pair (`Ring::with_max_weight(MAX_VNODES)` and
 //! `ReferenceRing::new(MAX_VNODES)`), or, when the input starts with the
 //! [`KETAMA_MARKER`] byte, a ketama pair
 //! (`Ring::with_placement(Placement::Ketama, MAX_VNODES)` and
 //! `ReferenceRing::with_placement(Placement::Ketama, MAX_VNODES)`), where
-//! the `vnodes` of `add`/`set_vnodes` are ketama weights.
+//! the `vnodes` of `add`/`set_weight` are ketama weights.
 //!
 //! What is checked, op by op:
 //!
@@ -28,18 +28,19 @@
 //!   old owners after it (snapshots are immutable and stay alive while
 //!   pinned; AddressSanitizer catches a premature free);
 //! * after every successful edit, the ring's sorted `(point, owner)` table
-//!   equals one rebuilt from scratch from the reference's member list: under
-//!   xxh3 with `vnode_point`, ties ordered by name (the merge/subtract paths
-//!   of `RingTable` against a full rebuild); under ketama with
+//!   equals [`ReferenceRing::points`], which the reference rebuilds from
+//!   scratch from its member list after every edit: under xxh3 with
+//!   `vnode_point`, ties ordered by name (the merge/subtract paths of
+//!   `RingTable` against a full rebuild); under ketama with
 //!   `ketama_points_per_server` of the weights and `ketama_points`, ties
 //!   ordered by id (server order);
-//! * `probe` ops compare `RingTable::lookup_hash` with a lookup in that
-//!   rebuilt table and with `ReferenceRing::lookup_hash` at hashes random
-//!   keys almost never reach: exactly on points, one either side, 0,
-//!   `u64::MAX`, and bucket boundaries (ketama: also `u32::MAX`,
-//!   `u32::MAX + 1` and other positions beyond the 32-bit space, which wrap
-//!   to the first point); and `lookup`, `key_hash` and `point_for` of one
-//!   key against the placement's own key hash and the rebuilt table.
+//! * `probe` ops compare `RingTable::lookup_hash` with
+//!   `ReferenceRing::lookup_hash` at hashes random keys almost never reach:
+//!   exactly on points, one either side, 0, `u64::MAX`, and bucket
+//!   boundaries (ketama: also `u32::MAX`, `u32::MAX + 1` and other
+//!   positions beyond the 32-bit space, which wrap to the first point);
+//!   and `lookup`, `key_hash` and `point_for` of one key against the
+//!   placement's own key hash and `ReferenceRing::point_for`.
 //!
 //! # Why hand-decoded bytes and not `arbitrary`
 //!
@@ -70,7 +71,7 @@
 //! op      := tag:u8 body         tag % 6 picks the op:
 //!   0 add        name vnodes
 //!   1 remove     id
-//!   2 set_vnodes id vnodes       (ketama: sets the weight)
+//!   2 set_weight id weight
 //!   3 lookup     key
 //!   4 lookup_n   n:u8 key        n % 9, so 0..=8
 //!   5 probe      h:u64 (LE)
@@ -94,8 +95,8 @@
 //!
 //! Rings use `MAX_VNODES` = 64 (ketama: the largest weight) so every edit
 //! is cheap and runs stay fast. A ketama node has about 160 points whatever
-//! its weight, and every ketama edit rebuilds three tables (the ring's, the
-//! reference's and the check's), so ketama inputs run slower per op.
+//! its weight, and every ketama edit rebuilds two tables (the ring's and the
+//! reference's), so ketama inputs run slower per op.
 //!
 //! To see what an input does, run the built target on it with
 //! `RING_OPS_TRACE=1`, e.g.
@@ -110,13 +111,11 @@ use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ringcache::hash::{
-    ketama_key_hash, ketama_points, ketama_points_per_server, key_hash, vnode_point, Placement,
-};
+use ringcache::hash::{ketama_key_hash, key_hash, Placement};
 use ringcache::ring::reference::ReferenceRing;
 use ringcache::{NodeId, Ring, RingError};
 
-/// The vnode limit (ketama: weight limit) of both rings: small, so edits
+/// The weight limit of both rings: small, so edits
 /// and rebuilds stay cheap.
 const MAX_VNODES: u32 = 64;
 
@@ -356,7 +355,7 @@ impl Harness {
     fn new(placement: Placement) -> Harness {
         let (ring, reference) = match placement {
             Placement::Xxh3 => (
-                Ring::with_max_vnodes(MAX_VNODES),
+                Ring::with_max_weight(MAX_VNODES),
                 ReferenceRing::new(MAX_VNODES),
             ),
             Placement::Ketama => (
@@ -379,7 +378,7 @@ impl Harness {
     fn fail(&self, msg: fmt::Arguments<'_>) -> ! {
         let rings = match self.placement {
             Placement::Xxh3 => {
-                format!("Ring::with_max_vnodes({MAX_VNODES}) and ReferenceRing::new({MAX_VNODES})")
+                format!("Ring::with_max_weight({MAX_VNODES}) and ReferenceRing::new({MAX_VNODES})")
             }
             Placement::Ketama => format!(
                 "Ring::with_placement(Ketama, {MAX_VNODES}) and \
@@ -420,8 +419,8 @@ impl Harness {
             }
             Op::SetVnodes { id, vnodes } => {
                 let _ = self.edit(
-                    |ring| ring.set_vnodes(id, vnodes),
-                    |r| r.set_vnodes(id, vnodes),
+                    |ring| ring.set_weight(id, vnodes),
+                    |r| r.set_weight(id, vnodes),
                 );
             }
             Op::Lookup { key } => {
@@ -433,9 +432,8 @@ impl Harness {
                 self.last_key = key;
             }
             Op::Probe { hash } => {
-                let table = self.rebuilt();
-                self.check_table(&table);
-                self.probe(&table, hash);
+                self.check_table();
+                self.probe(hash);
             }
         }
     }
@@ -506,8 +504,7 @@ impl Harness {
         // every member once, in ring order.
         self.check_lookup_n(&keys[keys.len() - 2], self.ring.node_count() + 1);
         if got.is_ok() {
-            let table = self.rebuilt();
-            self.check_table(&table);
+            self.check_table();
         }
         got
     }
@@ -574,7 +571,7 @@ impl Harness {
         // (`min(n, node count)`) while such a node is a member.
         let count = match self.placement {
             Placement::Xxh3 => snap.node_count(),
-            Placement::Ketama => snap.nodes().iter().filter(|n| n.vnodes > 0).count(),
+            Placement::Ketama => snap.nodes().iter().filter(|n| n.points > 0).count(),
         };
         if got.len() != n.min(count) || (n > 0 && got.first().copied() != first) {
             self.fail(format_args!(
@@ -596,7 +593,7 @@ impl Harness {
         let shares = self.ring.nodes();
         let got: Vec<(NodeId, String, u32, u32)> = shares
             .iter()
-            .map(|s| (s.id, s.name.to_string(), s.weight, s.vnodes))
+            .map(|s| (s.id, s.name.to_string(), s.weight, s.points))
             .collect();
         if got != want {
             self.fail(format_args!(
@@ -623,47 +620,9 @@ impl Harness {
         }
     }
 
-    /// Every point of the reference's members with its owner, in ring order,
-    /// as the ring's table docs specify: a from-scratch rebuild, sharing no
-    /// code with `RingTable` or `ReferenceRing`'s tables.
-    ///
-    /// Xxh3: points `vnode_point(name, 0..weight)`, sorted by
-    /// `(point, name)`. Ketama: `ketama_points_per_server(weight, total
-    /// weight, members)` points per member, `ketama_points(name, k)` for `k`
-    /// in `0..count / 4`, sorted by `(point, id)` (server order).
-    fn rebuilt(&self) -> Vec<(u64, NodeId)> {
-        match self.placement {
-            Placement::Xxh3 => {
-                let mut points: Vec<(u64, &str, NodeId)> = self
-                    .reference
-                    .members()
-                    .flat_map(|(id, name, vnodes)| {
-                        (0..vnodes).map(move |i| (vnode_point(name, i), name, id))
-                    })
-                    .collect();
-                points.sort_unstable();
-                points.into_iter().map(|(p, _, id)| (p, id)).collect()
-            }
-            Placement::Ketama => {
-                let members: Vec<(NodeId, &str, u32)> = self.reference.members().collect();
-                let total: u64 = members.iter().map(|m| u64::from(m.2)).sum();
-                let total = u32::try_from(total).expect("weights are at most MAX_VNODES");
-                let servers = u32::try_from(members.len()).expect("at most MAX_OPS members");
-                let mut points: Vec<(u64, NodeId)> = Vec::new();
-                for &(id, name, weight) in &members {
-                    let count = ketama_points_per_server(weight, total, servers);
-                    for k in 0..count / 4 {
-                        points.extend(ketama_points(name, k).map(|p| (u64::from(p), id)));
-                    }
-                }
-                points.sort_unstable();
-                points
-            }
-        }
-    }
-
-    /// The ring's current table equals the rebuilt one, point for point.
-    fn check_table(&self, want: &[(u64, NodeId)]) {
+    /// The ring's current table equals the reference's, point for point.
+    fn check_table(&self) {
+        let want: Vec<(u64, NodeId)> = self.reference.points().collect();
         let snap = self.ring.pin();
         if snap.placement() != self.placement {
             self.fail(format_args!(
@@ -676,11 +635,11 @@ impl Harness {
         if got != want {
             let at = got
                 .iter()
-                .zip(want)
+                .zip(&want)
                 .position(|(a, b)| a != b)
                 .unwrap_or(got.len().min(want.len()));
             self.fail(format_args!(
-                "table: Ring has {} points, a rebuild from the members has {}; first difference at {at}: {:?} vs {:?}",
+                "table: Ring has {} points, ReferenceRing has {}; first difference at {at}: {:?} vs {:?}",
                 got.len(),
                 want.len(),
                 got.get(at),
@@ -696,10 +655,10 @@ impl Harness {
         }
     }
 
-    /// `lookup_hash` at hand-picked positions agrees with the rebuilt table
-    /// and with the reference; `lookup`, `key_hash` and `point_for` of one
-    /// key agree with the placement's key hash.
-    fn probe(&self, table: &[(u64, NodeId)], hash: u64) {
+    /// `lookup_hash` at hand-picked positions agrees with the reference;
+    /// `lookup`, `key_hash` and `point_for` of one key agree with the
+    /// placement's key hash and the reference.
+    fn probe(&self, hash: u64) {
         let snap = self.ring.pin();
         let mut hashes = vec![0, 1, u64::MAX, hash, hash.wrapping_sub(1)];
         match self.placement {
@@ -725,21 +684,15 @@ impl Harness {
                 }
             }
         }
-        for &(p, _) in table {
+        for (p, _) in self.reference.points() {
             hashes.extend([p.wrapping_sub(1), p, p.wrapping_add(1)]);
         }
         for h in hashes {
             let got = snap.lookup_hash(h);
-            let want = model_lookup(table, h);
+            let want = self.reference.lookup_hash(h);
             if got != want {
                 self.fail(format_args!(
-                    "lookup_hash({h:#018x}): Ring gave {got:?}, the rebuilt table gives {want:?}"
-                ));
-            }
-            let reference = self.reference.lookup_hash(h);
-            if reference != want {
-                self.fail(format_args!(
-                    "lookup_hash({h:#018x}): ReferenceRing gave {reference:?}, the rebuilt table gives {want:?}"
+                    "lookup_hash({h:#018x}): Ring gave {got:?}, ReferenceRing gave {want:?}"
                 ));
             }
         }
@@ -764,34 +717,15 @@ impl Harness {
                 show_key(&key)
             ));
         }
-        let point = model_point(table, position);
+        let point = self.reference.point_for(&key);
         if snap.point_for(&key) != point {
             self.fail(format_args!(
-                "point_for({}) = {:?}, the rebuilt table's first point >= {position:#x} is {point:?}",
+                "point_for({}) = {:?}, ReferenceRing's first point >= {position:#x} is {point:?}",
                 show_key(&key),
                 snap.point_for(&key)
             ));
         }
     }
-}
-
-/// Index of the first point `>= h` in the rebuilt table, wrapping to 0.
-fn model_position(table: &[(u64, NodeId)], h: u64) -> Option<usize> {
-    if table.is_empty() {
-        return None;
-    }
-    let i = table.partition_point(|e| e.0 < h);
-    Some(if i == table.len() { 0 } else { i })
-}
-
-/// The owner of the first point `>= h` in the rebuilt table, wrapping.
-fn model_lookup(table: &[(u64, NodeId)], h: u64) -> Option<NodeId> {
-    model_position(table, h).map(|i| table[i].1)
-}
-
-/// The first point `>= h` in the rebuilt table, wrapping.
-fn model_point(table: &[(u64, NodeId)], h: u64) -> Option<u64> {
-    model_position(table, h).map(|i| table[i].0)
 }
 
 /// Members (id, name, weight, points) with long names shortened, for
@@ -814,10 +748,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut bytes = Bytes { data };
     let mut h = Harness::new(placement);
-    if h.ring.max_vnodes() != MAX_VNODES || h.ring.placement() != placement {
+    if h.ring.max_weight() != MAX_VNODES || h.ring.placement() != placement {
         h.fail(format_args!(
-            "max_vnodes() = {}, placement() = {:?}",
-            h.ring.max_vnodes(),
+            "max_weight() = {}, placement() = {:?}",
+            h.ring.max_weight(),
             h.ring.placement()
         ));
     }

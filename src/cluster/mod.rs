@@ -68,8 +68,8 @@ const READ_RETRIES: usize = 8;
 pub struct ClusterConfig {
     /// Memory cap of each embedded node, in bytes.
     pub node_max_bytes: usize,
-    /// The largest vnode count (ketama: weight) of one node.
-    pub max_vnodes: u32,
+    /// The largest weight of one node (see [`Ring::add_node`]).
+    pub max_weight: u32,
     /// How the ring places keys; fixed for the cluster's life.
     pub placement: Placement,
     /// How often the sweeper reclaims expired entries (and remote nodes
@@ -86,7 +86,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             node_max_bytes: 256 << 20,
-            max_vnodes: crate::ring::DEFAULT_MAX_VNODES,
+            max_weight: crate::ring::DEFAULT_MAX_WEIGHT,
             placement: Placement::Xxh3,
             sweep_interval: Duration::from_secs(1),
             redis: RedisOptions::default(),
@@ -239,7 +239,7 @@ pub struct NodeStatus {
     /// ketama (its last one if draining).
     pub weight: u32,
     /// Its point count in the current ring (its last count if draining).
-    pub vnodes: u32,
+    pub points: u32,
     /// Its share of the hash space in the current ring (0 if draining).
     pub share: f64,
     /// Serving, draining, down or ejected.
@@ -289,7 +289,8 @@ impl Cluster {
         Cluster { inner, threads }
     }
 
-    /// A cluster with nodes `prefix-0`..`prefix-{n-1}`, `vnodes` each.
+    /// A cluster with nodes `prefix-0`..`prefix-{n-1}`, of weight `weight`
+    /// each.
     ///
     /// # Errors
     ///
@@ -298,11 +299,11 @@ impl Cluster {
         config: ClusterConfig,
         prefix: &str,
         n: usize,
-        vnodes: u32,
+        weight: u32,
     ) -> Result<Cluster, ClusterError> {
         let cluster = Cluster::new(config);
         for i in 0..n {
-            cluster.add_node(&format!("{prefix}-{i}"), vnodes)?;
+            cluster.add_node(&format!("{prefix}-{i}"), weight)?;
         }
         cluster.wait_rebalanced(Duration::from_secs(60));
         Ok(cluster)
@@ -542,7 +543,7 @@ impl Cluster {
         self.inner.topology(&guard).current().node_count()
     }
 
-    /// Adds an embedded node of weight `vnodes`: its vnode count under
+    /// Adds an embedded node of weight `weight`: its vnode count under
     /// xxh3, its ketama weight under ketama (see [`Ring::add_node`]).
     /// Returns at once; the keys it now owns move in the background (see
     /// [`Cluster::rebalance_status`]).
@@ -553,8 +554,8 @@ impl Cluster {
     /// # Errors
     ///
     /// [`ClusterError::Ring`] as [`Ring::add_node`] refuses.
-    pub fn add_node(&self, name: &str, vnodes: u32) -> Result<NodeId, ClusterError> {
-        self.add_node_of(name, vnodes, &NodeKind::Embedded)
+    pub fn add_node(&self, name: &str, weight: u32) -> Result<NodeId, ClusterError> {
+        self.add_node_of(name, weight, &NodeKind::Embedded)
     }
 
     /// Adds a node of the given kind, as [`Cluster::add_node`]. A Redis
@@ -571,7 +572,7 @@ impl Cluster {
     pub fn add_node_of(
         &self,
         name: &str,
-        vnodes: u32,
+        weight: u32,
         kind: &NodeKind,
     ) -> Result<NodeId, ClusterError> {
         let store: Arc<dyn Store> = match kind {
@@ -585,12 +586,12 @@ impl Cluster {
             }
         };
         self.change(|ring| {
-            let id = ring.add_node(name, vnodes)?;
+            let id = ring.add_node(name, weight)?;
             match store.remote_addr() {
-                None => log::info!("node {id} ({name:?}) joins with {}", self.size_text(vnodes)),
+                None => log::info!("node {id} ({name:?}) joins with {}", self.size_text(weight)),
                 Some(addr) => log::info!(
                     "node {id} ({name:?}, Redis server {addr}) joins with {}",
-                    self.size_text(vnodes)
+                    self.size_text(weight)
                 ),
             }
             Ok((
@@ -598,9 +599,9 @@ impl Cluster {
                 Some(NodeSlot {
                     id,
                     name: Arc::from(name),
-                    weight: vnodes,
+                    weight,
                     // Set from the ring's count by `change`.
-                    vnodes: 0,
+                    points: 0,
                     store,
                 }),
             ))
@@ -660,19 +661,19 @@ impl Cluster {
         })
     }
 
-    /// Sets node `id`'s vnode count (ketama: its weight); the ring uses it
+    /// Sets node `id`'s weight (see [`Ring::add_node`]); the ring uses it
     /// at once and keys follow in the background.
     ///
     /// # Errors
     ///
-    /// [`ClusterError::Ring`] as [`Ring::set_vnodes`] refuses.
-    pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), ClusterError> {
+    /// [`ClusterError::Ring`] as [`Ring::set_weight`] refuses.
+    pub fn set_weight(&self, id: NodeId, weight: u32) -> Result<(), ClusterError> {
         if self.inner.ejected.lock().iter().any(|n| n.id == id) {
             return Err(ClusterError::Ejected(id));
         }
         self.change(|ring| {
-            ring.set_vnodes(id, vnodes)?;
-            log::info!("node {id} now has {}", self.size_text(vnodes));
+            ring.set_weight(id, weight)?;
+            log::info!("node {id} now has {}", self.size_text(weight));
             Ok(((), None))
         })
     }
@@ -735,7 +736,7 @@ impl Cluster {
                     id: slot.id,
                     name: slot.name.clone(),
                     weight: member.map_or(slot.weight, |s| s.weight),
-                    vnodes: member.map_or(slot.vnodes, |s| s.vnodes),
+                    points: member.map_or(slot.points, |s| s.points),
                     share: member.map_or(0.0, |s| s.share),
                     state,
                     stats: slot.store.stats(),
@@ -798,12 +799,12 @@ fn change<T>(
     // ketama one edit changes every node's point count.
     for slot in nodes.iter_mut() {
         if let Some(info) = rings[0].node(slot.id) {
-            if (info.weight, info.vnodes) != (slot.weight, slot.vnodes) {
+            if (info.weight, info.points) != (slot.weight, slot.points) {
                 *slot = Arc::new(NodeSlot {
                     id: slot.id,
                     name: slot.name.clone(),
                     weight: info.weight,
-                    vnodes: info.vnodes,
+                    points: info.points,
                     store: slot.store.clone(),
                 });
             }
@@ -889,7 +890,7 @@ fn readmit(inner: &Inner, id: NodeId) -> Result<(), ClusterError> {
                 id,
                 name: slot.name.clone(),
                 weight: slot.weight,
-                vnodes: 0,
+                points: 0,
                 store: slot.store.clone(),
             }),
         ))

@@ -34,7 +34,7 @@ pub(super) struct NodeSlot {
     /// Its weight when it was last in the ring.
     pub(super) weight: u32,
     /// Its point count when it was last in the ring.
-    pub(super) vnodes: u32,
+    pub(super) points: u32,
     pub(super) store: Arc<dyn Store>,
 }
 
@@ -170,7 +170,7 @@ impl Inner {
     /// The state of an empty cluster: a ring of `config`'s placement and a
     /// topology of that (empty) ring and no nodes.
     pub(super) fn new(config: ClusterConfig) -> Inner {
-        let ring = Ring::with_placement(config.placement, config.max_vnodes);
+        let ring = Ring::with_placement(config.placement, config.max_weight);
         let first = ring.snapshot();
         let in_flight = Arc::new(AtomicUsize::new(0));
         Inner {

@@ -28,7 +28,9 @@
 //! one pipelined connection per server. Exclusive sockets keep a hung
 //! server's damage to the callers that asked it, and the relocation path,
 //! which sends hundreds of commands per call, gets its pipelining within the
-//! call.
+//! call. The default of 8 sockets per server is measured (docs/redis.md,
+//! "Connections per server"): 1 or 2 gave half to nine tenths of its
+//! throughput over loopback, 16 and 32 no more.
 //!
 //! # Timeouts
 //!

@@ -2,34 +2,31 @@
 
 use std::fmt;
 
-use super::NodeId;
+use super::{NodeId, Placement};
 
 /// Why a membership edit of the ring was refused.
 ///
 /// Every variant leaves the ring exactly as it was: an edit is validated in
 /// full before a new snapshot is built. Checks run in a fixed order, so the
 /// same bad edit always gets the same error: for `add_node` the name, then
-/// the vnode count (weight), then name uniqueness, then capacity; for
-/// `set_vnodes` the node, then the vnode count (weight), then capacity.
+/// the weight, then name uniqueness, then capacity; for `set_weight` the
+/// node, then the weight, then capacity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RingError {
     /// A node with this name is already in the ring.
     DuplicateName(String),
     /// No node with this id is in the ring (never was, or was removed).
     UnknownNode(NodeId),
-    /// The vnode count is outside `1..=max`.
-    VnodesOutOfRange {
-        /// The count that was asked for.
-        vnodes: u32,
-        /// The ring's maximum (`Ring::max_vnodes`).
-        max: u32,
-    },
-    /// A ketama ring's node weight is outside `1..=max`.
+    /// The node weight is outside `1..=max`. The message names it as the
+    /// operator sets it: "vnodes" under xxh3 (where a node's weight is its
+    /// vnode count), "weight" under ketama.
     WeightOutOfRange {
         /// The weight that was asked for.
         weight: u32,
-        /// The ring's maximum (`Ring::max_vnodes`, which bounds weights).
+        /// The ring's maximum (`Ring::max_weight`).
         max: u32,
+        /// The ring's placement, which names the weight.
+        placement: Placement,
     },
     /// The name is empty or longer than the placement allows
     /// ([`crate::hash::Placement::max_name_bytes`]).
@@ -68,13 +65,17 @@ impl fmt::Display for RingError {
                 f,
                 "no node with index {id} is in the ring; list the nodes to see the current indexes"
             ),
-            RingError::VnodesOutOfRange { vnodes, max } => write!(
+            RingError::WeightOutOfRange {
+                weight,
+                max,
+                placement,
+            } => write!(
                 f,
-                "vnodes must be between 1 and {max}, got {vnodes}"
-            ),
-            RingError::WeightOutOfRange { weight, max } => write!(
-                f,
-                "weight must be between 1 and {max}, got {weight}"
+                "{} must be between 1 and {max}, got {weight}",
+                match placement {
+                    Placement::Xxh3 => "vnodes",
+                    Placement::Ketama => "weight",
+                }
             ),
             RingError::InvalidName { len, max } => write!(
                 f,

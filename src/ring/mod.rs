@@ -21,6 +21,12 @@
 //!   weights, so any edit may shift a few points of every node, as in
 //!   ketama itself.
 //!
+//! Two words, one idea each: a node's **weight** is what the operator sets
+//! ([`Ring::add_node`], [`Ring::set_weight`], [`Ring::max_weight`]; the HTTP
+//! API and the config file call it `vnodes` under xxh3 and `weight` under
+//! ketama), and its **points** are what the ring derives from the weights
+//! ([`NodeInfo::points`]).
+//!
 //! The points and owners of one moment form a [`RingTable`], an immutable
 //! snapshot with a version number.
 //!
@@ -33,7 +39,7 @@
 //!   of steps whatever writers do. (Pinning may, once every 128 pins of a
 //!   thread, run a bounded batch of deferred frees; that is crossbeam's
 //!   amortized collection, not waiting.)
-//! * **Writers** (`add_node`, `remove_node`, `set_vnodes`) are serialized by
+//! * **Writers** (`add_node`, `remove_node`, `set_weight`) are serialized by
 //!   a mutex, build a new table from the current one by merging sorted runs,
 //!   publish it with one atomic swap and retire the old table to the epoch
 //!   collector. A holder of an `Arc` of a table (the cluster's topology)
@@ -94,7 +100,7 @@ pub use error::RingError;
 pub use table::{NodeInfo, NodeShare, RingTable};
 
 /// The default largest vnode count of one node: 10 000 (a node of more points than that is a configuration mistake).
-pub const DEFAULT_MAX_VNODES: u32 = 10_000;
+pub const DEFAULT_MAX_WEIGHT: u32 = 10_000;
 
 /// The vnode count an xxh3 node gets when none is given: 160, ketama's
 /// customary points per server.
@@ -149,8 +155,8 @@ pub struct Ring {
     hint_buckets: AtomicUsize,
     /// The current table's bucket shift, beside `hint_buckets`.
     hint_shift: AtomicU32,
-    /// The largest vnode count (ketama: weight) one node may have.
-    max_vnodes: u32,
+    /// The largest weight one node may have.
+    max_weight: u32,
     /// How keys and points hash; fixed for the ring's life.
     placement: Placement,
 }
@@ -179,18 +185,18 @@ impl fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// An empty ring with the default vnode limit ([`DEFAULT_MAX_VNODES`]).
+    /// An empty ring with the default vnode limit ([`DEFAULT_MAX_WEIGHT`]).
     pub fn new() -> Ring {
-        Ring::with_max_vnodes(DEFAULT_MAX_VNODES)
+        Ring::with_max_weight(DEFAULT_MAX_WEIGHT)
     }
 
-    /// An empty ring whose nodes may have `1..=max_vnodes` vnodes each.
+    /// An empty ring whose nodes may have `1..=max_weight` vnodes each.
     ///
     /// # Panics
     ///
-    /// Panics if `max_vnodes` is 0.
-    pub fn with_max_vnodes(max_vnodes: u32) -> Ring {
-        Ring::with_placement(Placement::Xxh3, max_vnodes)
+    /// Panics if `max_weight` is 0.
+    pub fn with_max_weight(max_weight: u32) -> Ring {
+        Ring::with_placement(Placement::Xxh3, max_weight)
     }
 
     /// An empty ring placing keys by `placement`, whose nodes may have
@@ -209,7 +215,7 @@ impl Ring {
     ///
     /// Panics if `max_weight` is 0.
     pub fn with_placement(placement: Placement, max_weight: u32) -> Ring {
-        assert!(max_weight >= 1, "max_vnodes must be at least 1");
+        assert!(max_weight >= 1, "max_weight must be at least 1");
         let first = RingTable::empty_with(placement, 0);
         let (buckets, shift) = first.bucket_hint();
         Ring {
@@ -217,15 +223,15 @@ impl Ring {
             writer: Mutex::new(WriterState { next_id: 0 }),
             hint_buckets: AtomicUsize::new(buckets),
             hint_shift: AtomicU32::new(shift),
-            max_vnodes: max_weight,
+            max_weight,
             placement,
         }
     }
 
-    /// The largest vnode count (ketama: weight) this ring accepts for one
+    /// The largest weight this ring accepts for one
     /// node.
-    pub fn max_vnodes(&self) -> u32 {
-        self.max_vnodes
+    pub fn max_weight(&self) -> u32 {
+        self.max_weight
     }
 
     /// How this ring places keys.
@@ -367,24 +373,24 @@ impl Ring {
         self.pin().shares()
     }
 
-    /// Adds a node of weight `vnodes` and returns its new id. Under xxh3
+    /// Adds a node of weight `weight` and returns its new id. Under xxh3
     /// the weight is the node's vnode count; under ketama it is the node's
     /// ketama weight, and the node joins last in server order.
     ///
     /// **Locking behaviour:** takes the writer mutex; lookups are not
-    /// affected. Under xxh3 it costs O(points + vnodes log vnodes): the new
+    /// affected. Under xxh3 it costs O(points + weight log weight): the new
     /// node's points are sorted and merged into the current run, not
     /// re-sorted with it. Under ketama the table is rebuilt (40 MD5 digests
     /// per node).
     ///
     /// # Errors
     ///
-    /// [`RingError::InvalidName`], [`RingError::VnodesOutOfRange`] (ketama:
-    /// [`RingError::WeightOutOfRange`]), [`RingError::DuplicateName`],
+    /// [`RingError::InvalidName`], [`RingError::WeightOutOfRange`],
+    /// [`RingError::DuplicateName`],
     /// [`RingError::TooManyPoints`] or [`RingError::TotalWeightTooLarge`],
     /// or [`RingError::IdsExhausted`], checked in that order; the ring is
     /// then unchanged.
-    pub fn add_node(&self, name: &str, vnodes: u32) -> Result<NodeId, RingError> {
+    pub fn add_node(&self, name: &str, weight: u32) -> Result<NodeId, RingError> {
         let max = self.placement.max_name_bytes();
         if name.is_empty() || name.len() > max {
             return Err(RingError::InvalidName {
@@ -392,14 +398,14 @@ impl Ring {
                 max,
             });
         }
-        self.check_vnodes(vnodes)?;
+        self.check_weight(weight)?;
         let mut writer = self.writer.lock();
         let guard = epoch::pin();
         let cur = self.table(&guard);
         if cur.node_by_name(name).is_some() {
             return Err(RingError::DuplicateName(name.to_owned()));
         }
-        self.check_capacity(cur, None, vnodes)?;
+        self.check_capacity(cur, None, weight)?;
         let id = NodeId(writer.next_id);
         writer.next_id = writer
             .next_id
@@ -408,8 +414,8 @@ impl Ring {
         let node = NodeInfo {
             id,
             name: Arc::from(name),
-            weight: vnodes,
-            vnodes,
+            weight,
+            points: weight,
         };
         self.publish(cur.with_node(cur.version() + 1, node), &guard);
         Ok(id)
@@ -428,8 +434,8 @@ impl Ring {
     ///
     /// [`RingError::UnknownNode`] if `id` was never given out or is a
     /// member now; otherwise as [`Ring::add_node`].
-    pub fn readmit_node(&self, id: NodeId, name: &str, vnodes: u32) -> Result<(), RingError> {
-        self.check_vnodes(vnodes)?;
+    pub fn readmit_node(&self, id: NodeId, name: &str, weight: u32) -> Result<(), RingError> {
+        self.check_weight(weight)?;
         let writer = self.writer.lock();
         let guard = epoch::pin();
         let cur = self.table(&guard);
@@ -439,12 +445,12 @@ impl Ring {
         if cur.node_by_name(name).is_some() {
             return Err(RingError::DuplicateName(name.to_owned()));
         }
-        self.check_capacity(cur, None, vnodes)?;
+        self.check_capacity(cur, None, weight)?;
         let node = NodeInfo {
             id,
             name: Arc::from(name),
-            weight: vnodes,
-            vnodes,
+            weight,
+            points: weight,
         };
         self.publish(cur.with_node(cur.version() + 1, node), &guard);
         Ok(())
@@ -479,32 +485,28 @@ impl Ring {
     ///
     /// # Errors
     ///
-    /// [`RingError::UnknownNode`], [`RingError::VnodesOutOfRange`] (ketama:
-    /// [`RingError::WeightOutOfRange`]), or [`RingError::TooManyPoints`] or
+    /// [`RingError::UnknownNode`], [`RingError::WeightOutOfRange`], or
+    /// [`RingError::TooManyPoints`] or
     /// [`RingError::TotalWeightTooLarge`], checked in that order.
-    pub fn set_vnodes(&self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
+    pub fn set_weight(&self, id: NodeId, weight: u32) -> Result<(), RingError> {
         let _writer = self.writer.lock();
         let guard = epoch::pin();
         let cur = self.table(&guard);
         let old = cur.node(id).ok_or(RingError::UnknownNode(id))?;
-        self.check_vnodes(vnodes)?;
-        self.check_capacity(cur, Some(old), vnodes)?;
-        self.publish(cur.with_weight(cur.version() + 1, id, vnodes), &guard);
+        self.check_weight(weight)?;
+        self.check_capacity(cur, Some(old), weight)?;
+        self.publish(cur.with_weight(cur.version() + 1, id, weight), &guard);
         Ok(())
     }
 
-    fn check_vnodes(&self, vnodes: u32) -> Result<(), RingError> {
-        if (1..=self.max_vnodes).contains(&vnodes) {
+    fn check_weight(&self, weight: u32) -> Result<(), RingError> {
+        if (1..=self.max_weight).contains(&weight) {
             Ok(())
-        } else if self.placement == Placement::Ketama {
-            Err(RingError::WeightOutOfRange {
-                weight: vnodes,
-                max: self.max_vnodes,
-            })
         } else {
-            Err(RingError::VnodesOutOfRange {
-                vnodes,
-                max: self.max_vnodes,
+            Err(RingError::WeightOutOfRange {
+                weight,
+                max: self.max_weight,
+                placement: self.placement,
             })
         }
     }
@@ -519,7 +521,7 @@ impl Ring {
     ) -> Result<(), RingError> {
         match self.placement {
             Placement::Xxh3 => {
-                let old = replaced.map_or(0, |n| n.vnodes as usize);
+                let old = replaced.map_or(0, |n| n.points as usize);
                 check_points(cur.point_count() - old + weight as usize)
             }
             Placement::Ketama => {
@@ -671,7 +673,7 @@ mod tests {
 
     #[test]
     fn errors_leave_the_ring_unchanged() {
-        let ring = Ring::with_max_vnodes(100);
+        let ring = Ring::with_max_weight(100);
         let a = ring.add_node("a", 10).unwrap();
         let v = ring.version();
         assert_eq!(
@@ -684,16 +686,18 @@ mod tests {
         );
         assert_eq!(
             ring.add_node("b", 0),
-            Err(RingError::VnodesOutOfRange {
-                vnodes: 0,
-                max: 100
+            Err(RingError::WeightOutOfRange {
+                weight: 0,
+                max: 100,
+                placement: Placement::Xxh3
             })
         );
         assert_eq!(
-            ring.set_vnodes(a, 101),
-            Err(RingError::VnodesOutOfRange {
-                vnodes: 101,
-                max: 100
+            ring.set_weight(a, 101),
+            Err(RingError::WeightOutOfRange {
+                weight: 101,
+                max: 100,
+                placement: Placement::Xxh3
             })
         );
         assert_eq!(
@@ -715,9 +719,10 @@ mod tests {
 
     #[test]
     fn error_messages_say_what_to_do() {
-        let msg = RingError::VnodesOutOfRange {
-            vnodes: 0,
+        let msg = RingError::WeightOutOfRange {
+            weight: 0,
             max: 10_000,
+            placement: Placement::Xxh3,
         }
         .to_string();
         assert_eq!(msg, "vnodes must be between 1 and 10000, got 0");

@@ -4,9 +4,13 @@
 //! `BTreeMap` of every point from scratch after every edit: no merging, no
 //! index, no epochs, nothing clever to get wrong. Property tests and the
 //! `ring_ops` fuzz target apply the same edits to it and to [`super::Ring`]
-//! and require every lookup and every error to agree. It is public so those
-//! tests (and users who doubt the fast ring) can use it; it is not meant for
-//! serving.
+//! and require every lookup, every error and the whole point table
+//! ([`ReferenceRing::points`]) to agree; the twemproxy interop test and the
+//! ring benchmarks take their expected placement and point counts from it.
+//! It is the one model of the continuum outside the ring itself: a test
+//! that needs one builds a `ReferenceRing` rather than a sorted list of its
+//! own. It is public so those tests (and users who doubt the fast ring) can
+//! use it; it is not meant for serving.
 //!
 //! It models both placements, from the hash-level functions of
 //! [`crate::hash`] only (it shares no code with `RingTable`):
@@ -22,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{NodeId, RingError, DEFAULT_MAX_VNODES, MAX_TOTAL_POINTS};
+use super::{NodeId, RingError, DEFAULT_MAX_WEIGHT, MAX_TOTAL_POINTS};
 use crate::hash::{
     ketama_points, ketama_points_per_server, vnode_point, Placement, KETAMA_POINTS_PER_SERVER,
 };
@@ -35,12 +39,15 @@ pub struct ReferenceRing {
     placement: Placement,
     /// Members by id (id order is join order): name and weight.
     members: BTreeMap<NodeId, (String, u32)>,
-    /// Every point with its tie-break, ordered as the placement orders
-    /// equal points; the first entry at or after a position owns it.
-    points: BTreeMap<(u64, Tie), NodeId>,
+    /// Every point, keyed by position, tie-break and the point's index
+    /// among its member's points, so that a member's own equal points stay
+    /// separate entries (the ring's table keeps them too). Ordered as the
+    /// placement orders equal points; the first entry at or after a
+    /// position owns it.
+    points: BTreeMap<(u64, Tie, u32), NodeId>,
     next_id: u32,
     /// The largest weight (xxh3: vnode count) one member may have.
-    max_vnodes: u32,
+    max_weight: u32,
 }
 
 /// What orders two equal points: the entry that sorts first owns the point.
@@ -56,15 +63,15 @@ enum Tie {
 
 impl Default for ReferenceRing {
     fn default() -> Self {
-        ReferenceRing::new(DEFAULT_MAX_VNODES)
+        ReferenceRing::new(DEFAULT_MAX_WEIGHT)
     }
 }
 
 impl ReferenceRing {
     /// An empty xxh3 reference ring with the given vnode limit, the model of
-    /// [`super::Ring::with_max_vnodes`].
-    pub fn new(max_vnodes: u32) -> ReferenceRing {
-        ReferenceRing::with_placement(Placement::Xxh3, max_vnodes)
+    /// [`super::Ring::with_max_weight`].
+    pub fn new(max_weight: u32) -> ReferenceRing {
+        ReferenceRing::with_placement(Placement::Xxh3, max_weight)
     }
 
     /// An empty reference ring placing keys by `placement`, whose members
@@ -76,7 +83,7 @@ impl ReferenceRing {
             members: BTreeMap::new(),
             points: BTreeMap::new(),
             next_id: 0,
-            max_vnodes: max_weight,
+            max_weight,
         }
     }
 
@@ -86,8 +93,8 @@ impl ReferenceRing {
     }
 
     /// The largest weight (xxh3: vnode count) this ring accepts.
-    pub fn max_vnodes(&self) -> u32 {
-        self.max_vnodes
+    pub fn max_weight(&self) -> u32 {
+        self.max_weight
     }
 
     fn rebuild(&mut self) {
@@ -96,10 +103,8 @@ impl ReferenceRing {
             Placement::Xxh3 => {
                 for (&id, (name, vnodes)) in &self.members {
                     for i in 0..*vnodes {
-                        // A node with two equal points keeps one entry;
-                        // lookups are unaffected (same owner either way).
-                        self.points
-                            .insert((vnode_point(name, i), Tie::Name(name.clone())), id);
+                        let tie = Tie::Name(name.clone());
+                        self.points.insert((vnode_point(name, i), tie, i), id);
                     }
                 }
             }
@@ -107,9 +112,8 @@ impl ReferenceRing {
                 for (id, count) in self.point_counts().collect::<Vec<_>>() {
                     let name = &self.members[&id].0;
                     for k in 0..count / 4 {
-                        for p in ketama_points(name, k) {
-                            // As above: a member's own equal points collapse.
-                            self.points.insert((u64::from(p), Tie::Server(id)), id);
+                        for (j, p) in (4 * k..).zip(ketama_points(name, k)) {
+                            self.points.insert((u64::from(p), Tie::Server(id), j), id);
                         }
                     }
                 }
@@ -137,11 +141,14 @@ impl ReferenceRing {
     }
 
     fn vnodes_ok(&self, vnodes: u32) -> Result<(), RingError> {
-        let max = self.max_vnodes;
+        let max = self.max_weight;
         match (self.placement, vnodes) {
             (_, v) if (1..=max).contains(&v) => Ok(()),
-            (Placement::Xxh3, vnodes) => Err(RingError::VnodesOutOfRange { vnodes, max }),
-            (Placement::Ketama, weight) => Err(RingError::WeightOutOfRange { weight, max }),
+            (placement, weight) => Err(RingError::WeightOutOfRange {
+                weight,
+                max,
+                placement,
+            }),
         }
     }
 
@@ -209,9 +216,9 @@ impl ReferenceRing {
         Ok(())
     }
 
-    /// Same contract as [`super::Ring::set_vnodes`]: `vnodes` is the
+    /// Same contract as [`super::Ring::set_weight`]: `vnodes` is the
     /// member's new weight (xxh3: its vnode count).
-    pub fn set_vnodes(&mut self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
+    pub fn set_weight(&mut self, id: NodeId, vnodes: u32) -> Result<(), RingError> {
         if !self.members.contains_key(&id) {
             return Err(RingError::UnknownNode(id));
         }
@@ -231,12 +238,21 @@ impl ReferenceRing {
     /// key_hash(key)`, wrapping; `None` on an empty ring. The model of
     /// [`super::RingTable::point_for`].
     pub fn point_for(&self, key: &[u8]) -> Option<u64> {
-        let from = (self.key_hash(key), Tie::Name(String::new()));
+        let from = first_at(self.key_hash(key));
         self.points
             .range(from..)
             .chain(self.points.iter())
             .next()
-            .map(|((p, _), _)| *p)
+            .map(|((p, _, _), _)| *p)
+    }
+
+    /// Every point with its owner, in ring order: by position, equal
+    /// positions in the placement's tie order (xxh3: by owner name;
+    /// ketama: by id), a member's own equal points once each. The model
+    /// of [`super::RingTable::points`]; the first entry at or after a
+    /// position owns it.
+    pub fn points(&self) -> impl ExactSizeIterator<Item = (u64, NodeId)> + '_ {
+        self.points.iter().map(|(&(p, _, _), &id)| (p, id))
     }
 
     /// The owner of the first point `>= key_hash(key)`, wrapping.
@@ -263,7 +279,7 @@ impl ReferenceRing {
 
     /// Every owner clockwise from position `hash`, once around the ring.
     fn clockwise(&self, hash: u64) -> impl Iterator<Item = NodeId> + '_ {
-        let from = (hash, Tie::Name(String::new()));
+        let from = first_at(hash);
         self.points
             .range(from.clone()..)
             .chain(self.points.range(..from))
@@ -271,7 +287,7 @@ impl ReferenceRing {
     }
 
     /// The members, sorted by id: id, name and weight. The weight is what
-    /// `add_node`/`set_vnodes` set (what [`super::NodeInfo::weight`]
+    /// `add_node`/`set_weight` set (what [`super::NodeInfo::weight`]
     /// reports): under xxh3 it is also the member's vnode (point) count;
     /// under ketama the point count is derived, see
     /// [`ReferenceRing::point_counts`].
@@ -280,6 +296,12 @@ impl ReferenceRing {
             .iter()
             .map(|(&id, (n, v))| (id, n.as_str(), *v))
     }
+}
+
+/// The least key at position `hash` of [`ReferenceRing::points`]: a range
+/// from it starts with the first point `>= hash`.
+fn first_at(hash: u64) -> (u64, Tie, u32) {
+    (hash, Tie::Name(String::new()), 0)
 }
 
 #[cfg(test)]
@@ -298,6 +320,43 @@ mod tests {
         let b = ketama_points(TIE.1, 0);
         assert!(a.iter().any(|&p| u64::from(p) == TIE.2));
         assert!(b.iter().any(|&p| u64::from(p) == TIE.2));
+    }
+
+    /// A name two of whose own ketama points are equal: digests `k` = 12
+    /// and `k` = 39 both start with the point 3 112 093 099 (found by a
+    /// search over `"self{i}"`).
+    const SELF_TIE: (&str, u64) = ("self70732", 3_112_093_099);
+
+    #[test]
+    fn a_members_own_equal_points_are_two_entries_in_both_rings() {
+        let [a, b] = [12, 39].map(|k| u64::from(ketama_points(SELF_TIE.0, k)[0]));
+        assert_eq!((a, b), (SELF_TIE.1, SELF_TIE.1));
+        let ring = Ring::with_placement(Placement::Ketama, 10);
+        let mut reference = ReferenceRing::with_placement(Placement::Ketama, 10);
+        assert_eq!(
+            ring.add_node(SELF_TIE.0, 1),
+            reference.add_node(SELF_TIE.0, 1)
+        );
+        let want: Vec<(u64, NodeId)> = reference.points().collect();
+        assert_eq!(want.len(), KETAMA_POINTS_PER_SERVER as usize);
+        assert_eq!(want.iter().filter(|&&(p, _)| p == SELF_TIE.1).count(), 2);
+        assert_eq!(ring.pin().points().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn xxh3_points_match_the_ring() {
+        let ring = Ring::new();
+        let mut reference = ReferenceRing::default();
+        for (name, vnodes) in [("node1", 40), ("node10", 7), ("a", 100)] {
+            assert_eq!(
+                ring.add_node(name, vnodes),
+                reference.add_node(name, vnodes)
+            );
+        }
+        assert_eq!(reference.points().len(), 147);
+        let want: Vec<(u64, NodeId)> = reference.points().collect();
+        assert_eq!(ring.pin().points().collect::<Vec<_>>(), want);
+        assert!(want.windows(2).all(|w| w[0].0 <= w[1].0));
     }
 
     #[test]
@@ -346,21 +405,21 @@ mod tests {
             })
         );
         assert_eq!(
-            ring.set_vnodes(NodeId(0), 1),
-            reference.set_vnodes(NodeId(0), 1)
+            ring.set_weight(NodeId(0), 1),
+            reference.set_weight(NodeId(0), 1)
         );
         assert_eq!(
             ring.add_node("b", max - 1),
             reference.add_node("b", max - 1)
         );
         for (id, weight) in [(0, 2), (0, 0), (1, max), (7, 1)] {
-            let want = reference.set_vnodes(NodeId(id), weight);
+            let want = reference.set_weight(NodeId(id), weight);
             assert!(want.is_err(), "{id} {weight}: {want:?}");
-            assert_eq!(ring.set_vnodes(NodeId(id), weight), want);
+            assert_eq!(ring.set_weight(NodeId(id), weight), want);
         }
         let counts: Vec<(NodeId, u32)> = reference.point_counts().collect();
         let shares = ring.nodes();
-        let got: Vec<(NodeId, u32)> = shares.iter().map(|s| (s.id, s.vnodes)).collect();
+        let got: Vec<(NodeId, u32)> = shares.iter().map(|s| (s.id, s.points)).collect();
         assert_eq!(got, counts);
     }
 
@@ -376,6 +435,7 @@ mod tests {
         }
         let snap = ring.pin();
         let points: Vec<(u64, NodeId)> = snap.points().collect();
+        assert_eq!(points, reference.points().collect::<Vec<_>>());
         for &(p, _) in &points {
             for h in [p.wrapping_sub(1), p, p + 1] {
                 assert_eq!(snap.lookup_hash(h), reference.lookup_hash(h), "{h}");

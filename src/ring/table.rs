@@ -125,7 +125,7 @@ pub struct NodeInfo {
     /// How many points (virtual nodes) the node has on the ring: equal to
     /// `weight` under xxh3, derived from all weights under ketama. Tables
     /// compute it; [`RingTable::build`] ignores what the caller put here.
-    pub vnodes: u32,
+    pub points: u32,
 }
 
 /// A member of a ring with its share of the hash space, for listings.
@@ -135,10 +135,10 @@ pub struct NodeShare {
     pub id: NodeId,
     /// The node's unique name.
     pub name: Arc<str>,
-    /// The node's weight (its vnode count under xxh3).
+    /// The node's weight as configured (its vnode count under xxh3).
     pub weight: u32,
     /// How many points the node has on the ring.
-    pub vnodes: u32,
+    pub points: u32,
     /// The fraction of the hash space the node owns, in `[0, 1]`.
     pub share: f64,
 }
@@ -220,12 +220,12 @@ impl RingTable {
         match placement {
             Placement::Xxh3 => {
                 for n in &mut nodes {
-                    n.vnodes = n.weight;
+                    n.points = n.weight;
                 }
                 let mut entries: Vec<(u64, &str, NodeId)> = nodes
                     .iter()
                     .flat_map(|n| {
-                        (0..n.vnodes).map(move |i| (vnode_point(&n.name, i), &*n.name, n.id))
+                        (0..n.points).map(move |i| (vnode_point(&n.name, i), &*n.name, n.id))
                     })
                     .collect();
                 entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
@@ -239,8 +239,8 @@ impl RingTable {
                 let servers = u32::try_from(nodes.len()).expect("node count fits u32");
                 let mut entries: Vec<(u64, NodeId)> = Vec::new();
                 for n in &mut nodes {
-                    n.vnodes = ketama_points_per_server(n.weight, total, servers);
-                    for k in 0..n.vnodes / 4 {
+                    n.points = ketama_points_per_server(n.weight, total, servers);
+                    for k in 0..n.points / 4 {
                         let four = ketama_points(&n.name, k);
                         entries.extend(four.iter().map(|&p| (u64::from(p), n.id)));
                     }
@@ -529,7 +529,7 @@ impl RingTable {
                 id: n.id,
                 name: n.name.clone(),
                 weight: n.weight,
-                vnodes: n.vnodes,
+                points: n.points,
                 share: arc as f64 / total,
             })
             .collect()
@@ -537,7 +537,7 @@ impl RingTable {
 
     /// A new table at `version` with `node` added.
     ///
-    /// Under xxh3 its points are merged in and `node.vnodes` is set to its
+    /// Under xxh3 its points are merged in and `node.points` is set to its
     /// weight; under ketama the table is rebuilt. The caller has checked that
     /// the id and name are new.
     pub(super) fn with_node(&self, version: u64, mut node: NodeInfo) -> RingTable {
@@ -548,8 +548,8 @@ impl RingTable {
             nodes.insert(at, node);
             return RingTable::build_with(self.placement, version, nodes);
         }
-        node.vnodes = node.weight;
-        let added = sorted_points(&node.name, 0..node.vnodes);
+        node.points = node.weight;
+        let added = sorted_points(&node.name, 0..node.points);
         nodes.insert(at, node);
         let merged = self.merge(&nodes, &added, id);
         RingTable::from_sorted(self.placement, version, nodes, merged)
@@ -583,9 +583,9 @@ impl RingTable {
         if self.placement == Placement::Ketama {
             return RingTable::build_with(self.placement, version, nodes);
         }
-        let old = nodes[slot].vnodes;
+        let old = nodes[slot].points;
         let vnodes = weight;
-        nodes[slot].vnodes = vnodes;
+        nodes[slot].points = vnodes;
         let name = nodes[slot].name.clone();
         let arrays = match vnodes.cmp(&old) {
             Ordering::Equal => self.arrays(),
@@ -867,12 +867,12 @@ mod tests {
 
     use crate::hash::key_hash;
 
-    fn info(id: u32, name: &str, vnodes: u32) -> NodeInfo {
+    fn info(id: u32, name: &str, weight: u32) -> NodeInfo {
         NodeInfo {
             id: NodeId(id),
             name: Arc::from(name),
-            weight: vnodes,
-            vnodes,
+            weight,
+            points: weight,
         }
     }
 
