@@ -12,6 +12,9 @@
 //!
 //! * [`redis`] runs real `redis-server` processes (for `redis_nodes`) and
 //!   reads what they hold with a tiny RESP client.
+//! * [`fault_proxy`] forwards TCP between `ringcache` and one
+//!   `redis-server` and injects network faults on demand (for
+//!   `redis_health`).
 //!
 //! No HTTP client crate is used on purpose: the hostile tests need to send
 //! bytes no well-behaved client would.
@@ -19,6 +22,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod redis;
 
 use std::io::{self, Read, Write};
