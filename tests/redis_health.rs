@@ -1537,13 +1537,17 @@ fn ejection_cap_ejects_one_of_two_failed_servers_and_fails_the_other_fast() {
 // Metrics
 // ---------------------------------------------------------------------------
 
-/// The states `ringcache_node_state` has a series for.
-const STATES: [&str; 4] = ["serving", "draining", "down", "ejected"];
+/// The states with a gauge per node (1 while the node is in it); a
+/// serving node has 0 in each.
+const STATE_GAUGES: [(&str, &str); 3] = [
+    ("draining", "ringcache_node_draining"),
+    ("down", "ringcache_node_down"),
+    ("ejected", "ringcache_node_ejected"),
+];
 
-/// `/metrics` per node as the contract lists them, with one of three
-/// servers killed and its node ejected: `ringcache_node_state` is 1 for
-/// `state="ejected"` on it and `state="serving"` on the others (0 for every
-/// other state); `ringcache_node_ejections_total` is 1 on it and 0 on the
+/// `/metrics` per node, with one of three servers killed and its node
+/// ejected: `ringcache_node_ejected` is 1 on it and every state gauge 0 on
+/// the others; `ringcache_node_ejections_total` is 1 on it and 0 on the
 /// others; every node has counted health checks and a last check latency;
 /// the killed one has counted failed checks. Restarted and readmitted, it
 /// is `serving` in the series too, with its one ejection still counted.
@@ -1573,13 +1577,11 @@ fn metrics_show_each_nodes_health_state_and_checks() {
             } else {
                 "serving"
             };
-            for s in STATES {
-                let label = format!("state=\"{s}\"");
+            for (s, family) in STATE_GAUGES {
                 assert_eq!(
-                    series(text, "ringcache_node_state", node, Some(&label)),
+                    series(text, family, node, None),
                     Some(f64::from(u8::from(s == state))),
-                    "ringcache_node_state{{node=\"{node}\",{label}}} with node {node} {state}; \
-                     /metrics:\n{text}"
+                    "{family}{{node=\"{node}\"}} with node {node} {state}; /metrics:\n{text}"
                 );
             }
         }
