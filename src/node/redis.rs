@@ -295,28 +295,8 @@ impl RedisStore {
         let mut cursor = 0u64;
         let mut deleted = 0;
         loop {
-            let c = cursor.to_string();
-            let replies = self.call_ungated(&[&[
-                b"SCAN",
-                c.as_bytes(),
-                b"MATCH",
-                &self.pattern,
-                b"COUNT",
-                SCAN_COUNT,
-            ]])?;
-            let (next, keys) = match &replies[0] {
-                OwnedFrame::Array(parts) if parts.len() == 2 => {
-                    let next = reply_bytes(&parts[0])
-                        .and_then(|b| std::str::from_utf8(b).ok())
-                        .and_then(|s| s.parse::<u64>().ok());
-                    match (next, &parts[1]) {
-                        (Some(n), OwnedFrame::Array(keys)) => (n, keys.clone()),
-                        _ => return Err(self.unexpected("SCAN", &replies[0])),
-                    }
-                }
-                r => return Err(self.unexpected("SCAN", r)),
-            };
-            let names: Vec<&[u8]> = keys.iter().filter_map(reply_bytes).collect();
+            let (next, keys) = self.scan_page(cursor, false)?;
+            let names: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             if !names.is_empty() {
                 let mut command: Vec<&[u8]> = Vec::with_capacity(names.len() + 1);
                 command.push(b"DEL");
@@ -329,6 +309,44 @@ impl RedisStore {
             }
             cursor = next;
         }
+    }
+
+    /// One `SCAN cursor MATCH <prefix>* COUNT 512`: the next cursor (0 when
+    /// the scan is complete) and the full key names returned. `gated`:
+    /// refused at once if the node is down or ejected (a relocation scan);
+    /// otherwise sent whatever its health (clearing it for readmission).
+    fn scan_page(&self, cursor: u64, gated: bool) -> Result<(u64, Vec<Vec<u8>>), RemoteError> {
+        let c = cursor.to_string();
+        let command: [&[u8]; 6] = [
+            b"SCAN",
+            c.as_bytes(),
+            b"MATCH",
+            &self.pattern,
+            b"COUNT",
+            SCAN_COUNT,
+        ];
+        let replies = if gated {
+            self.call(&[&command])?
+        } else {
+            self.call_ungated(&[&command])?
+        };
+        let parsed = match &replies[0] {
+            OwnedFrame::Array(parts) if parts.len() == 2 => {
+                let next = reply_bytes(&parts[0])
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(|s| s.parse::<u64>().ok());
+                match (next, &parts[1]) {
+                    (Some(next), OwnedFrame::Array(keys)) => keys
+                        .iter()
+                        .map(|k| reply_bytes(k).map(<[u8]>::to_vec))
+                        .collect::<Option<Vec<_>>>()
+                        .map(|keys| (next, keys)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        parsed.ok_or_else(|| self.unexpected("SCAN", &replies[0]))
     }
 
     /// Sends `commands` unless the node is down or ejected (then fails at
@@ -513,36 +531,13 @@ impl Store for RedisStore {
     }
 
     fn scan(&self, cursor: u64, filter: &dyn Fn(u64) -> bool) -> Result<ScanPage, StoreError> {
-        let c = cursor.to_string();
-        let replies = self.call(&[&[
-            b"SCAN",
-            c.as_bytes(),
-            b"MATCH",
-            &self.pattern,
-            b"COUNT",
-            SCAN_COUNT,
-        ]])?;
-        let (next, keys) = match &replies[0] {
-            OwnedFrame::Array(parts) if parts.len() == 2 => {
-                let next = reply_bytes(&parts[0])
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .and_then(|s| s.parse::<u64>().ok());
-                match (next, &parts[1]) {
-                    (Some(next), OwnedFrame::Array(keys)) => (next, keys),
-                    _ => return Err(self.unexpected("SCAN", &replies[0]).into()),
-                }
-            }
-            r => return Err(self.unexpected("SCAN", r).into()),
-        };
+        let (next, keys) = self.scan_page(cursor, true)?;
         let mut page = ScanPage {
             keys: Vec::new(),
             examined: keys.len(),
             next: (next != 0).then_some(next),
         };
-        for k in keys {
-            let Some(full) = reply_bytes(k) else {
-                return Err(self.unexpected("SCAN", k).into());
-            };
+        for full in &keys {
             // MATCH guarantees the prefix.
             let Some(key) = full.strip_prefix(self.prefix.as_slice()) else {
                 continue;

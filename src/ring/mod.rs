@@ -398,6 +398,26 @@ impl Ring {
                 max,
             });
         }
+        self.join(name, weight, |writer, _| {
+            let id = NodeId(writer.next_id);
+            writer.next_id = writer
+                .next_id
+                .checked_add(1)
+                .ok_or(RingError::IdsExhausted)?;
+            Ok(id)
+        })
+    }
+
+    /// Adds member `name` of weight `weight` under the writer mutex, with
+    /// the id `pick` chooses (a new one, or a former member's), after the
+    /// checks every join shares, in order: weight, name uniqueness,
+    /// capacity, then `pick`'s own.
+    fn join(
+        &self,
+        name: &str,
+        weight: u32,
+        pick: impl FnOnce(&mut WriterState, &RingTable) -> Result<NodeId, RingError>,
+    ) -> Result<NodeId, RingError> {
         self.check_weight(weight)?;
         let mut writer = self.writer.lock();
         let guard = epoch::pin();
@@ -406,11 +426,7 @@ impl Ring {
             return Err(RingError::DuplicateName(name.to_owned()));
         }
         self.check_capacity(cur, None, weight)?;
-        let id = NodeId(writer.next_id);
-        writer.next_id = writer
-            .next_id
-            .checked_add(1)
-            .ok_or(RingError::IdsExhausted)?;
+        let id = pick(&mut writer, cur)?;
         let node = NodeInfo {
             id,
             name: Arc::from(name),
@@ -432,28 +448,18 @@ impl Ring {
     ///
     /// # Errors
     ///
-    /// [`RingError::UnknownNode`] if `id` was never given out or is a
-    /// member now; otherwise as [`Ring::add_node`].
+    /// As [`Ring::add_node`] after its name check (weight, name
+    /// uniqueness, capacity), then [`RingError::UnknownNode`] if `id` was
+    /// never given out or is a member now.
     pub fn readmit_node(&self, id: NodeId, name: &str, weight: u32) -> Result<(), RingError> {
-        self.check_weight(weight)?;
-        let writer = self.writer.lock();
-        let guard = epoch::pin();
-        let cur = self.table(&guard);
-        if id.0 >= writer.next_id || cur.node(id).is_some() {
-            return Err(RingError::UnknownNode(id));
-        }
-        if cur.node_by_name(name).is_some() {
-            return Err(RingError::DuplicateName(name.to_owned()));
-        }
-        self.check_capacity(cur, None, weight)?;
-        let node = NodeInfo {
-            id,
-            name: Arc::from(name),
-            weight,
-            points: weight,
-        };
-        self.publish(cur.with_node(cur.version() + 1, node), &guard);
-        Ok(())
+        self.join(name, weight, |writer, cur| {
+            if id.0 >= writer.next_id || cur.node(id).is_some() {
+                Err(RingError::UnknownNode(id))
+            } else {
+                Ok(id)
+            }
+        })
+        .map(|_| ())
     }
 
     /// Removes node `id` and its points.
@@ -706,6 +712,28 @@ mod tests {
         );
         assert_eq!(ring.version(), v);
         assert_eq!(ring.node_count(), 1);
+    }
+
+    #[test]
+    fn a_readmitted_node_gets_its_id_and_points_back() {
+        for placement in [Placement::Xxh3, Placement::Ketama] {
+            let ring = Ring::with_placement(placement, 1000);
+            let a = ring.add_node("a", 40).unwrap();
+            let b = ring.add_node("b", 40).unwrap();
+            let before: Vec<_> = (0..500u32).map(|i| ring.lookup(&i.to_le_bytes())).collect();
+            ring.remove_node(a).unwrap();
+            assert_eq!(
+                ring.readmit_node(NodeId(7), "x", 40),
+                Err(RingError::UnknownNode(NodeId(7)))
+            );
+            ring.readmit_node(a, "a", 40).unwrap();
+            let after: Vec<_> = (0..500u32).map(|i| ring.lookup(&i.to_le_bytes())).collect();
+            assert_eq!(before, after, "{placement:?}");
+            assert_eq!(
+                ring.readmit_node(b, "c", 40),
+                Err(RingError::UnknownNode(b))
+            );
+        }
     }
 
     #[test]

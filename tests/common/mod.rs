@@ -358,6 +358,22 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failing test shows how the server ended and the end of its log
+        // (the log file goes with the server).
+        if std::thread::panicking() {
+            let status = self.child.try_wait().ok().flatten();
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!(
+                "ringcache at {}: {}; the end of its log:\n{tail}",
+                self.addr,
+                match status {
+                    Some(s) => format!("exited, {s}"),
+                    None => "still running".into(),
+                }
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
