@@ -158,10 +158,17 @@ impl Server {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return Err(format!("it exited with {status}"));
             }
-            if let Ok(mut conn) = Conn::try_open(self.addr) {
-                if let Ok(r) = conn.try_request("GET", "/health", &[], None) {
-                    if r.status == 200 {
-                        return Ok(());
+            // The server that answers must be this child: another process
+            // may have taken the port between `free_port` and the child's
+            // bind (the child then exits), and would answer for it. The
+            // child logs its address once it has bound it.
+            let bound = format!("listening on http://{}", self.addr);
+            if self.log_text().contains(&bound) {
+                if let Ok(mut conn) = Conn::try_open(self.addr) {
+                    if let Ok(r) = conn.try_request("GET", "/health", &[], None) {
+                        if r.status == 200 {
+                            return Ok(());
+                        }
                     }
                 }
             }

@@ -188,8 +188,16 @@ impl RedisServer {
                 ));
             }
             if let Ok(mut c) = RedisClient::connect(self.port) {
-                if let Ok(Reply::Simple(pong)) = c.try_call(&[b"PING"]) {
-                    if pong == "PONG" {
+                // The server that answers must be this child: another
+                // process may have taken the port between `free_port` and
+                // the child's bind, and would answer PING for it.
+                let pid = child.id().to_string();
+                if let Ok(Reply::Bulk(info)) = c.try_call(&[b"INFO", b"server"]) {
+                    let info = String::from_utf8_lossy(&info).into_owned();
+                    if info
+                        .lines()
+                        .any(|l| l.trim_end() == format!("process_id:{pid}"))
+                    {
                         return Ok(());
                     }
                 }
