@@ -9,10 +9,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{index_of, pct, Conn, Response, Server, BIN};
+use common::{index_of, pct, run_cli, Conn, Response, Server};
 
 /// One MiB: the default `max_value_bytes`.
 const MAX_VALUE: usize = 1 << 20;
@@ -906,40 +905,6 @@ fn admin_token_guards_membership_routes() {
 // ---------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------
-
-/// Runs the binary with `args` to completion (with a deadline); returns
-/// (exit code, stdout, stderr).
-fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("RINGCACHE_ADMIN_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning ringcache");
-    // Its output is a few lines at most, so the pipes cannot fill up while
-    // it runs.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            // Still running: it would have served instead of exiting.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringcache {args:?} did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child
-        .wait_with_output()
-        .expect("collecting ringcache's output");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `--help` exits 0 and documents every flag the binary has.
 #[test]

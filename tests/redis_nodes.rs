@@ -29,13 +29,12 @@ mod rng;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::redis::{RedisClient, RedisServer};
-use common::{index_of, pct, Response, Server, BIN};
+use common::{index_of, pct, run_cli, Response, Server};
 use ringcache::{NodeId, Ring};
 use rng::SplitMix;
 use serde_json::Value;
@@ -1673,40 +1672,6 @@ fn a_paused_server_times_out_only_its_keys_and_serves_again_when_resumed() {
         }
     }
     server.assert_alive(&[]);
-}
-
-/// Runs the binary with `args` to completion (with a deadline); returns
-/// (exit code, stdout, stderr).
-fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("RINGCACHE_ADMIN_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning ringcache");
-    // Its output is a few lines at most, so the pipes cannot fill up while
-    // it runs.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            // Still running: it would have served instead of exiting.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringcache {args:?} did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child
-        .wait_with_output()
-        .expect("collecting ringcache's output");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `--help` documents the Redis flags; `--redis` with `--nodes` (two
