@@ -226,3 +226,59 @@ fn import_only_fills_absent_keys() {
     assert_eq!(node.import(&Key::from(&b"e"[..]), old), stored);
     assert_eq!(node.get(b"e").as_deref(), Some(b"old".as_slice()));
 }
+
+/// The batch forms relocation uses agree with the one-key forms: a node
+/// grown through many table resizes (which rehash from each entry's stored
+/// map hash, not from its key) still finds every key; `export_many` hands
+/// back each live entry with its value, TTL and placement hash, `None` for
+/// absent and expired keys; `remove_many` removes exactly the keys given
+/// and gives their bytes back.
+#[test]
+fn batch_export_and_remove_agree_with_single_key_forms() {
+    use ringcache::node::Key;
+    let node = MemStore::new(1 << 30);
+    let ttl = Instant::now() + Duration::from_secs(3600);
+    let keys: Vec<Key> = (0..20_000)
+        .map(|i| Key::from(format!("key:{i:08}").into_bytes()))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let expiry = (i % 3 == 0).then_some(ttl);
+        node.put(k, format!("v{i}").into_bytes().into(), expiry)
+            .unwrap();
+    }
+    node.put(b"expired", b"x".as_slice().into(), Some(Instant::now()))
+        .unwrap();
+    assert_eq!(node.len(), keys.len() + 1);
+    for k in &keys {
+        assert!(node.get(k).is_some(), "lost {:?} after growth", k);
+    }
+    let mut asked: Vec<Key> = keys.iter().step_by(7).cloned().collect();
+    asked.push(Key::from(&b"absent"[..]));
+    asked.push(Key::from(&b"expired"[..]));
+    let exported = node.export_many(&asked);
+    assert_eq!(exported.len(), asked.len());
+    for (k, e) in asked.iter().zip(&exported) {
+        assert_eq!(e, &node.export(k), "{k:?}");
+    }
+    let first = exported[0].as_ref().expect("key:00000000 is live");
+    assert_eq!(&*first.value, b"v0");
+    assert_eq!(
+        first.expires_at,
+        Some(ttl),
+        "the TTL survives to the nanosecond"
+    );
+    assert_eq!(first.hash, key_hash(b"key:00000000"));
+    assert!(exported[exported.len() - 2].is_none() && exported[exported.len() - 1].is_none());
+
+    let before = node.stats().bytes;
+    let removed: Vec<Key> = keys.iter().step_by(2).cloned().collect();
+    let freed: usize = removed
+        .iter()
+        .map(|k| cost(k, node.get(k).unwrap().len()))
+        .sum();
+    node.remove_many(&removed);
+    assert_eq!(node.stats().bytes, before - freed);
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(node.get(k).is_some(), i % 2 == 1, "{k:?}");
+    }
+}

@@ -106,8 +106,9 @@ pub type Value = Arc<[u8]>;
 /// Bytes charged per entry on top of its key and value.
 ///
 /// Where 112 comes from, on a 64-bit target: the map slot holds the key's
-/// `Arc<[u8]>` fat pointer (16) and the entry (value fat pointer 16, key
-/// hash 8, `Option<Instant>` 16, access stamp 8: 48); each of the two `Arc`
+/// `Arc<[u8]>` fat pointer (16) and the entry (value fat pointer 16,
+/// placement hash 8, map hash 8, deadline 8, access stamp 8: 48); each of
+/// the two `Arc`
 /// allocations carries two reference counts (16 each) plus allocator
 /// rounding (about 8 each); hashbrown adds one control byte per slot and
 /// keeps slots at most 7/8 full. 16 + 48 + 32 + 16 + ~2 rounds up to 112.
@@ -414,7 +415,13 @@ struct Entry {
     /// The key's placement hash, kept so relocation scans can decide
     /// whether a key moves without touching the key's own allocation.
     hash: u64,
-    expires_at: Option<Instant>,
+    /// The key's hash in the map (its hasher's, as `DashMap::hash_usize`
+    /// computes it), kept so that a table growing rehashes from its
+    /// buckets alone: rehashing from the keys would read every key's
+    /// allocation, a cache miss each on a large node (it was a third of
+    /// the mover's time when a new node's tables grew).
+    map_hash: u64,
+    expires_at: Deadline,
     /// The process-wide access clock at the last access; eviction samples
     /// it.
     last_access: AtomicU64,
@@ -423,7 +430,87 @@ struct Entry {
 impl Entry {
     #[inline]
     fn is_expired(&self, now: impl FnOnce() -> Instant) -> bool {
-        self.expires_at.is_some_and(|at| at <= now())
+        self.expires_at.passed(now)
+    }
+
+    /// The entry as relocation carries it, `None` if it has expired.
+    fn moved(&self, now: impl FnOnce() -> Instant) -> Option<MovedEntry> {
+        if self.is_expired(now) {
+            return None;
+        }
+        Some(MovedEntry {
+            value: self.value.clone(),
+            expires_at: self.expires_at.instant(),
+            hash: self.hash,
+            last_access: self.last_access.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// The most keys of a batch one shard lock is held for: a relocation
+/// batch (256 keys of one shard) then holds a shard's write lock for a
+/// quarter of its removals at a time, not all of them.
+const LOCK_RUN: usize = 64;
+
+/// Calls `f` with each run of `keys` (in order) that falls in one shard of
+/// `store`, at most [`LOCK_RUN`] long, as `(key, shard, map hash)`.
+fn for_each_shard_run<'k>(
+    store: &MemStore,
+    keys: &'k [Key],
+    mut f: impl FnMut(usize, &[(&'k Key, usize, u64)]),
+) {
+    let mut run: Vec<(&Key, usize, u64)> = Vec::with_capacity(LOCK_RUN.min(keys.len()));
+    for key in keys {
+        let (hash, shard) = store.locate(key);
+        if run.len() == LOCK_RUN || run.first().is_some_and(|r| r.1 != shard) {
+            f(run[0].1, &run);
+            run.clear();
+        }
+        run.push((key, shard, hash));
+    }
+    if !run.is_empty() {
+        f(run[0].1, &run);
+    }
+}
+
+/// An entry's expiry in 8 bytes rather than `Option<Instant>`'s 16: the
+/// nanoseconds from a process-wide base instant to the deadline, 0 for
+/// none. u64 nanoseconds last 584 years.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Deadline(u64);
+
+/// The instant deadlines count from: the first time any is made.
+fn deadline_base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+impl Deadline {
+    /// No expiry.
+    const NEVER: Deadline = Deadline(0);
+
+    /// `at` as a deadline; an instant before the base (none is made in
+    /// practice) counts as the base, already passed.
+    fn new(at: Option<Instant>) -> Deadline {
+        match at {
+            None => Deadline::NEVER,
+            Some(at) => {
+                let nanos = at.saturating_duration_since(deadline_base()).as_nanos();
+                Deadline(u64::try_from(nanos).unwrap_or(u64::MAX).max(1))
+            }
+        }
+    }
+
+    /// The deadline as an instant, `None` for none.
+    fn instant(self) -> Option<Instant> {
+        (self.0 != 0).then(|| deadline_base() + std::time::Duration::from_nanos(self.0))
+    }
+
+    /// True if there is a deadline and `now()` (called only then) is at or
+    /// past it.
+    #[inline]
+    fn passed(self, now: impl FnOnce() -> Instant) -> bool {
+        self.0 != 0 && Deadline::new(Some(now())).0 >= self.0
     }
 }
 
@@ -539,10 +626,12 @@ impl MemStore {
         only_if_absent: bool,
     ) -> (Option<SetOutcome>, u64) {
         let cost = charge(key.len(), value.len());
+        let map_hash = self.map.hash_usize(&key) as u64;
         let entry = Entry {
             value,
             hash,
-            expires_at,
+            map_hash,
+            expires_at: Deadline::new(expires_at),
             last_access: AtomicU64::new(stamp),
         };
         // Charge before the entry becomes visible and uncharge only after an
@@ -550,18 +639,27 @@ impl MemStore {
         // delete racing this insert cannot make it wrap).
         // Relaxed: byte accounting is a gauge; eviction re-reads it.
         let total = self.bytes.fetch_add(cost, Ordering::Relaxed) + cost;
-        let outcome = match self.map.entry(owned) {
-            dashmap::Entry::Occupied(mut occ) => {
-                let live = !occ.get().is_expired(Instant::now);
+        // The insert goes through the raw table (the same shard and hash
+        // as `DashMap`'s own methods use, so `get` and `remove` find it),
+        // only so that growth rehashes by `map_hash` instead of the keys.
+        let shard = &self.map.shards()[self.map.determine_shard(map_hash as usize)];
+        let mut table = shard.write();
+        let outcome = match table.find(map_hash, |(k, _)| **k == *key) {
+            Some(bucket) => {
+                // SAFETY: the bucket was just found in `table`, whose write
+                // lock is held, so it is full and nothing else reads or
+                // writes it until the lock is released below.
+                let (_, slot) = unsafe { bucket.as_mut() };
+                let live = !slot.get().is_expired(Instant::now);
                 if live && only_if_absent {
-                    drop(occ);
+                    drop(table);
                     self.bytes.fetch_sub(cost, Ordering::Relaxed);
                     return (None, 0);
                 }
-                let old_cost = charge(occ.key().len(), occ.get().value.len());
-                occ.insert(entry);
-                drop(occ);
-                self.bytes.fetch_sub(old_cost, Ordering::Relaxed);
+                let old = std::mem::replace(slot.get_mut(), entry);
+                drop(table);
+                self.bytes
+                    .fetch_sub(charge(key.len(), old.value.len()), Ordering::Relaxed);
                 if live {
                     SetOutcome::Replaced
                 } else {
@@ -569,8 +667,13 @@ impl MemStore {
                     SetOutcome::Created
                 }
             }
-            dashmap::Entry::Vacant(vac) => {
-                vac.insert(entry);
+            None => {
+                table.insert(
+                    map_hash,
+                    (owned, dashmap::SharedValue::new(entry)),
+                    |(_, e)| e.get().map_hash,
+                );
+                drop(table);
                 SetOutcome::Created
             }
         };
@@ -795,15 +898,55 @@ impl MemStore {
     /// As [`Store::export`], which cannot fail on an embedded node.
     pub fn export(&self, key: &[u8]) -> Option<MovedEntry> {
         let e = self.map.get(key)?;
-        if e.is_expired(Instant::now) {
-            return None;
-        }
-        Some(MovedEntry {
-            value: e.value.clone(),
-            expires_at: e.expires_at,
-            hash: e.hash,
-            last_access: e.last_access.load(Ordering::Relaxed),
-        })
+        e.moved(Instant::now)
+    }
+
+    /// The map hash of `key` and the index of its shard, as `DashMap`'s
+    /// own methods compute them.
+    #[inline]
+    fn locate(&self, key: &[u8]) -> (u64, usize) {
+        let hash = self.map.hash_usize(&key) as u64;
+        (hash, self.map.determine_shard(hash as usize))
+    }
+
+    /// As [`Store::export_many`]: the keys of one relocation batch come
+    /// from one scan page, that is one shard, so each run of keys in the
+    /// same shard (at most [`LOCK_RUN`]) takes its read lock once.
+    pub fn export_many(&self, keys: &[Key]) -> Vec<Option<MovedEntry>> {
+        let mut out = Vec::with_capacity(keys.len());
+        let now = Instant::now();
+        for_each_shard_run(self, keys, |_, run| {
+            let table = self.map.shards()[run[0].1].read();
+            for (key, _, hash) in run {
+                // SAFETY: the bucket is read under the shard's read lock
+                // and not kept past it.
+                let found = table
+                    .find(*hash, |(k, _)| **k == ***key)
+                    .and_then(|b| unsafe { b.as_ref() }.1.get().moved(|| now));
+                out.push(found);
+            }
+        });
+        out
+    }
+
+    /// As [`Store::remove_many`], one write lock per run of keys in the
+    /// same shard (see [`MemStore::export_many`]). The removed entries are
+    /// dropped after the lock is released.
+    pub fn remove_many(&self, keys: &[Key]) {
+        let mut removed = Vec::with_capacity(keys.len());
+        for_each_shard_run(self, keys, |_, run| {
+            let mut table = self.map.shards()[run[0].1].write();
+            for (key, _, hash) in run {
+                if let Some((k, e)) = table.remove_entry(*hash, |(k, _)| **k == ***key) {
+                    removed.push((k, e.into_inner()));
+                }
+            }
+        });
+        let freed: usize = removed
+            .iter()
+            .map(|(k, e)| charge(k.len(), e.value.len()))
+            .sum();
+        self.bytes.fetch_sub(freed, Ordering::Relaxed);
     }
 
     /// As [`Store::import`].
@@ -815,16 +958,22 @@ impl MemStore {
                 evicted,
             })
         };
-        if self
-            .map
-            .get(&**key)
-            .is_some_and(|e| !e.is_expired(Instant::now))
+        let cost = charge(key.len(), entry.value.len());
+        // With room to spare (the usual case) the conditional insert below
+        // is the only look at the map. Near the cap, a live value here is
+        // checked for first, so nothing is evicted for a copy that would
+        // not be stored.
+        let room = self.bytes.load(Ordering::Relaxed) + cost <= self.max_bytes;
+        if !room
+            && self
+                .map
+                .get(&**key)
+                .is_some_and(|e| !e.is_expired(Instant::now))
         {
             return present(0);
         }
         // Make room before inserting, so the moved entry competes by its
         // age: a stamp older than every sampled entry makes it the victim.
-        let cost = charge(key.len(), entry.value.len());
         let mut evicted = 0;
         while self.bytes.load(Ordering::Relaxed) + cost > self.max_bytes {
             let Some((stamp, victim)) = self.sample_victim(entry.hash, key) else {
@@ -938,6 +1087,15 @@ impl Store for MemStore {
 
     fn export(&self, key: &[u8]) -> Result<Option<MovedEntry>, StoreError> {
         Ok(MemStore::export(self, key))
+    }
+
+    fn export_many(&self, keys: &[Key]) -> Result<Vec<Option<MovedEntry>>, StoreError> {
+        Ok(MemStore::export_many(self, keys))
+    }
+
+    fn remove_many(&self, keys: &[Key]) -> Result<(), StoreError> {
+        MemStore::remove_many(self, keys);
+        Ok(())
     }
 
     fn import(&self, key: &Key, entry: MovedEntry) -> Result<Imported, StoreError> {
