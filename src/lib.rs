@@ -26,7 +26,9 @@
 //!   invariants), with the TTL sweeper and relocation progress. Never
 //!   parses HTTP; the mover is never on a request's path.
 //! * [`api`]: the HTTP API's meaning without HTTP: routes, typed commands,
-//!   replies. Calls only the cluster's public API.
+//!   replies; one file per group of routes (`api::keys`, `api::nodes`...)
+//!   holds their parsing, execution and JSON, and one route table in
+//!   `api/mod.rs` lists them. Calls only the cluster's public API.
 //! * [`http`]: the HTTP/1.1 server on may coroutines: its own connection
 //!   loop (framing, limits, timeouts, back-pressure), headers, the admin
 //!   token; translates requests to [`api`] commands. Holds no cache logic.

@@ -175,10 +175,12 @@ impl CacheService {
 
     /// Runs a command; membership changes go through the admin queue.
     fn execute(&self, command: Command<'_>) -> Reply {
+        // The commands of the routes with `Endpoint::ADMIN` (api/nodes.rs):
+        // they own their data, so they can move to the admin thread.
         let admin = match command {
-            Command::AddNode { name, vnodes, kind } => Command::AddNode { name, vnodes, kind },
-            Command::SetVnodes(id, n) => Command::SetVnodes(id, n),
-            Command::RemoveNode(id) => Command::RemoveNode(id),
+            Command::AddNode(c) => Command::AddNode(c),
+            Command::SetVnodes(c) => Command::SetVnodes(c),
+            Command::RemoveNode(c) => Command::RemoveNode(c),
             other => {
                 let shared = &*self.shared;
                 return api::execute(&shared.cluster, other, || {
