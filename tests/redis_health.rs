@@ -2,7 +2,7 @@
 //! `ringcache` binary in front of three real `redis-server` processes, with
 //! `--health-interval 200ms --health-timeout 200ms --eject-after 3
 //! --readmit-after 2` and a short `--ejection-time`, checked against the
-//! observer's contract (issue 14):
+//! observer's contract (the `cluster::health` module docs):
 //!
 //! * a killed server (SIGKILL) is `"ejected"` in `GET /nodes` within the
 //!   ejection bound below, `X-CacheServer-Count` drops to 2, its keys are
