@@ -937,7 +937,7 @@ impl MemStore {
 
     /// As [`Store::export_many`]: the keys of one relocation batch come
     /// from one scan page, that is one shard, so each run of keys in the
-    /// same shard (at most [`LOCK_RUN`]) takes its read lock once.
+    /// same shard (at most 64) takes its read lock once.
     pub fn export_many(&self, keys: &[Key]) -> Vec<Option<MovedEntry>> {
         let mut out = Vec::with_capacity(keys.len());
         let now = Instant::now();
