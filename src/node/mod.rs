@@ -108,10 +108,10 @@ pub type Value = Arc<[u8]>;
 /// Where 112 comes from, on a 64-bit target: the map slot holds the key's
 /// `Arc<[u8]>` fat pointer (16) and the entry (value fat pointer 16,
 /// placement hash 8, map hash 8, deadline 8, access stamp 8: 48); each of
-/// the two `Arc`
-/// allocations carries two reference counts (16 each) plus allocator
-/// rounding (about 8 each); hashbrown adds one control byte per slot and
-/// keeps slots at most 7/8 full. 16 + 48 + 32 + 16 + ~2 rounds up to 112.
+/// the two `Arc` allocations carries two reference counts (16 each) plus
+/// allocator rounding (about 8 each); hashbrown adds one control byte per
+/// slot and keeps slots at most 7/8 full. 16 + 48 + 32 + 16 + ~2 rounds up
+/// to 112.
 pub const ENTRY_OVERHEAD: usize = 112;
 
 /// How many entries one eviction samples. Redis's docs show 10 samples
@@ -470,24 +470,26 @@ fn prefetch_arc(arc: &Arc<[u8]>) {
 /// quarter of its removals at a time, not all of them.
 const LOCK_RUN: usize = 64;
 
-/// Calls `f` with each run of `keys` (in order) that falls in one shard of
-/// `store`, at most [`LOCK_RUN`] long, as `(key, shard, map hash)`.
+/// Calls `f(shard, run)` with each run of `keys` (in order) that falls in
+/// one shard of `store`, at most [`LOCK_RUN`] long, as `(key, map hash)`.
 fn for_each_shard_run<'k>(
     store: &MemStore,
     keys: &'k [Key],
-    mut f: impl FnMut(usize, &[(&'k Key, usize, u64)]),
+    mut f: impl FnMut(usize, &[(&'k Key, u64)]),
 ) {
-    let mut run: Vec<(&Key, usize, u64)> = Vec::with_capacity(LOCK_RUN.min(keys.len()));
+    let mut run: Vec<(&Key, u64)> = Vec::with_capacity(LOCK_RUN.min(keys.len()));
+    let mut run_shard = 0;
     for key in keys {
         let (hash, shard) = store.locate(key);
-        if run.len() == LOCK_RUN || run.first().is_some_and(|r| r.1 != shard) {
-            f(run[0].1, &run);
+        if run.len() == LOCK_RUN || (!run.is_empty() && run_shard != shard) {
+            f(run_shard, &run);
             run.clear();
         }
-        run.push((key, shard, hash));
+        run_shard = shard;
+        run.push((key, hash));
     }
     if !run.is_empty() {
-        f(run[0].1, &run);
+        f(run_shard, &run);
     }
 }
 
@@ -644,7 +646,7 @@ impl MemStore {
         only_if_absent: bool,
     ) -> (Option<SetOutcome>, u64) {
         let cost = charge(key.len(), value.len());
-        let map_hash = self.map.hash_usize(&key) as u64;
+        let (map_hash, shard) = self.locate(key);
         let entry = Entry {
             value,
             hash,
@@ -660,8 +662,7 @@ impl MemStore {
         // The insert goes through the raw table (the same shard and hash
         // as `DashMap`'s own methods use, so `get` and `remove` find it),
         // only so that growth rehashes by `map_hash` instead of the keys.
-        let shard = &self.map.shards()[self.map.determine_shard(map_hash as usize)];
-        let mut table = shard.write();
+        let mut table = self.map.shards()[shard].write();
         let outcome = match table.find(map_hash, |(k, _)| **k == *key) {
             Some(bucket) => {
                 // SAFETY: the bucket was just found in `table`, whose write
@@ -941,8 +942,8 @@ impl MemStore {
     pub fn export_many(&self, keys: &[Key]) -> Vec<Option<MovedEntry>> {
         let mut out = Vec::with_capacity(keys.len());
         let now = Instant::now();
-        for_each_shard_run(self, keys, |_, run| {
-            let table = self.map.shards()[run[0].1].read();
+        for_each_shard_run(self, keys, |shard, run| {
+            let table = self.map.shards()[shard].read();
             // Found first, with each value's allocation prefetched, then
             // copied out (cloning a value fetches its reference count), so
             // the run's misses overlap.
@@ -950,7 +951,7 @@ impl MemStore {
             // not kept past it.
             let found: Vec<Option<&Entry>> = run
                 .iter()
-                .map(|(key, _, hash)| {
+                .map(|(key, hash)| {
                     let e = table
                         .find(*hash, |(k, _)| **k == ***key)
                         .map(|b| unsafe { b.as_ref() }.1.get());
@@ -970,9 +971,9 @@ impl MemStore {
     /// dropped after the lock is released.
     pub fn remove_many(&self, keys: &[Key]) {
         let mut removed = Vec::with_capacity(keys.len());
-        for_each_shard_run(self, keys, |_, run| {
-            let mut table = self.map.shards()[run[0].1].write();
-            for (key, _, hash) in run {
+        for_each_shard_run(self, keys, |shard, run| {
+            let mut table = self.map.shards()[shard].write();
+            for (key, hash) in run {
                 if let Some((k, e)) = table.remove_entry(*hash, |(k, _)| **k == ***key) {
                     removed.push((k, e.into_inner()));
                 }
