@@ -83,6 +83,23 @@ impl<T: Send + Sync + 'static> Published<T> {
         }
     }
 
+    /// The address of the published value, to compare with a held `Arc`
+    /// ([`ReadCache`]); never dereferenced through here.
+    #[inline]
+    fn current_ptr(&self) -> *const T {
+        // SAFETY: the unprotected guard only reads the pointer word; the
+        // value is not touched, so no pin is needed. Acquire pairs with the
+        // Release swap in `publish` (a reader that then trusts a cached
+        // `Arc` of this address synchronized with its contents when it took
+        // the `Arc`, so this is belt and braces; it is a plain load on
+        // x86-64 either way).
+        unsafe {
+            self.ptr
+                .load(Ordering::Acquire, crossbeam_epoch::unprotected())
+        }
+        .as_raw()
+    }
+
     /// Publishes `value` in place of the current one, which is released
     /// once every reader that may hold it has unpinned.
     pub(crate) fn publish(&self, value: Arc<T>, guard: &Guard) {
@@ -119,6 +136,61 @@ impl<T: Send + Sync + 'static> Drop for Published<T> {
     }
 }
 
+/// One thread's counted copy of a [`Published`] value, so that a reader
+/// that finds the value unchanged reads it with one atomic load and a
+/// compare: no epoch pin, hence no `SeqCst` fence, no read-modify-write and
+/// no shared write. This is `arc-swap`'s `Cache` on this crate's cell.
+///
+/// # Why it is sound
+///
+/// The cache owns a strong count of the value it holds, so that value's
+/// allocation cannot be freed, nor its address reused, while it is cached.
+/// If the cell's current pointer equals the held `Arc`'s address, the cell
+/// therefore publishes *that* allocation (not a new one at a recycled
+/// address: no ABA), and reading it through the held `Arc` is reading the
+/// current value. Otherwise the cache pins, takes a counted `Arc` of the
+/// current value ([`Published::load_arc`], which synchronizes with the
+/// publication) and drops the old one.
+///
+/// # What it costs
+///
+/// A cache keeps the last value it saw alive until it next looks or is
+/// dropped: a thread that stops reading holds one superseded value. That
+/// is the price of not pinning, and why only the single-key hot path uses
+/// it. It must not be used where a writer waits for readers to let go of
+/// old values (a grace period counted in pins or strong counts): a cached
+/// value is let go of only at the cache's next read.
+pub(crate) struct ReadCache<T: Send + Sync + 'static> {
+    held: Option<Arc<T>>,
+}
+
+impl<T: Send + Sync + 'static> ReadCache<T> {
+    /// An empty cache; its first read pins.
+    pub(crate) const fn new() -> ReadCache<T> {
+        ReadCache { held: None }
+    }
+
+    /// The current value of `cell`, through the held copy when the cell
+    /// still publishes it.
+    #[inline]
+    pub(crate) fn read(&mut self, cell: &Published<T>) -> &T {
+        let current = cell.current_ptr();
+        match self.held {
+            Some(ref held) if std::ptr::eq(Arc::as_ptr(held), current) => {}
+            _ => self.refresh(cell),
+        }
+        // The match above leaves `held` set.
+        self.held.as_deref().unwrap_or_else(|| unreachable!())
+    }
+
+    /// Replaces the held copy with the cell's current value.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self, cell: &Published<T>) {
+        self.held = Some(cell.load_arc(&crossbeam_epoch::pin()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +208,34 @@ mod tests {
         assert_eq!(cell.load(&epoch::pin()), "two");
         drop(cell);
         assert_eq!(*kept, "one");
+    }
+
+    #[test]
+    fn a_cache_follows_every_publication_and_lets_old_values_go() {
+        let first = Arc::new(0u64);
+        let cell = Published::new(first.clone());
+        let mut cache = ReadCache::new();
+        assert_eq!(*cache.read(&cell), 0);
+        assert_eq!(
+            Arc::strong_count(&first),
+            3,
+            "ours, the cell's, the cache's"
+        );
+        for i in 1..100 {
+            cell.publish(Arc::new(i), &epoch::pin());
+            assert_eq!(*cache.read(&cell), i);
+            assert_eq!(*cache.read(&cell), i);
+        }
+        // The cache let go of `first` when it saw its successor; the cell's
+        // count goes with the collector.
+        for _ in 0..10_000 {
+            if Arc::strong_count(&first) == 1 {
+                return;
+            }
+            epoch::pin().flush();
+            std::thread::yield_now();
+        }
+        panic!("a cached value outlived its successor's first read");
     }
 
     #[test]

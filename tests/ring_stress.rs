@@ -21,7 +21,8 @@
 //!   from it must be one of those members.
 //! * **Plain path:** `v1 = ring.version()`, then `ring.lookup(key)`, then
 //!   `v2 = ring.version()`. All three load the same atomic pointer in program
-//!   order, so by read-read coherence the lookup's table has a version in
+//!   order (the lookup's per-thread table cache checks that pointer before
+//!   it trusts its cached table), so by read-read coherence the lookup's table has a version in
 //!   `v1..=v2`; its answer must be in the union of those versions' member
 //!   sets (`None` only if one of them was empty). A `lookup_n` answer must
 //!   fit one single version in that range (all members, the right length).

@@ -64,9 +64,7 @@
 //! 256 KiB of buckets and 63 KiB of runs; at 1000 x 160 (160 000 points,
 //! 2^19 buckets) 2 MiB and 625 KiB.
 //!
-//! [`super::Ring::lookup`] also prefetches the key's bucket line before its
-//! epoch pin (see there); [`RingTable::lookup_many`] overlaps the bucket
-//! loads of 16 keys.
+//! [`RingTable::lookup_many`] overlaps the bucket loads of 16 keys.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -346,13 +344,6 @@ impl RingTable {
         } else {
             found
         }
-    }
-
-    /// The address of the bucket array and the bucket shift, for
-    /// [`prefetch_bucket`]. The address stays valid as long as the table
-    /// does (a boxed slice does not move), but users only prefetch it.
-    pub(super) fn bucket_hint(&self) -> (usize, u32) {
-        (self.buckets.as_ptr() as usize, self.bucket_shift)
     }
 
     /// The bucket entry of `hash`, or `None` when `hash` is beyond the
@@ -668,29 +659,6 @@ fn sorted_points(name: &str, range: std::ops::Range<u32>) -> Vec<u64> {
     let mut points: Vec<u64> = range.map(|i| vnode_point(name, i)).collect();
     points.sort_unstable();
     points
-}
-
-/// Prefetches the cache line of `hash`'s bucket in a bucket array at
-/// address `buckets` with shift `shift` (a [`RingTable::bucket_hint`],
-/// possibly of a table long freed): a hint to the CPU, nothing more. A no-op
-/// off x86-64.
-#[inline(always)]
-pub(super) fn prefetch_bucket(buckets: usize, shift: u32, hash: u64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // `& 63` keeps the shift in range whatever the hint holds.
-        let bucket = usize::try_from(hash >> (shift & 63)).unwrap_or(0);
-        let addr = buckets.wrapping_add(bucket.wrapping_mul(4));
-        // SAFETY: PREFETCHT0 only hints the cache: it never faults, whatever
-        // the address, and neither reads nor writes anything the program can
-        // observe, so a stale, freed or out-of-range address is harmless.
-        // The pointer is made without provenance and never dereferenced.
-        // SSE (which provides it) is part of the x86-64 baseline.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(addr)) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (buckets, shift, hash);
 }
 
 /// The `2^bits` bucket entries of sorted, non-empty `points` whose run
