@@ -1009,10 +1009,11 @@ fn bench_contention(c: &mut Criterion) {
 
 /// The phases of [`bench_contention_interleaved`], in the order the writer
 /// cycles through them.
-const PHASES: [&str; 3] = [
+const PHASES: [&str; 4] = [
     "alone",
     "writer 1000/s, sleeping between",
     "writer 1000/s, spinning between",
+    "writer 1000/s on another ring, sleeping between",
 ];
 
 /// How long each phase of [`bench_contention_interleaved`] lasts.
@@ -1020,27 +1021,36 @@ const PHASE_WINDOW: Duration = Duration::from_millis(20);
 
 /// Reader lookups and wall nanoseconds per phase, summed over every call
 /// of [`reader_with_phased_writer`] (criterion's warm-up and samples).
-static PHASE_LOOKUPS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static PHASE_LOOKUPS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 /// See [`PHASE_LOOKUPS`].
-static PHASE_NANOS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static PHASE_NANOS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 /// Times `iters` lookups of `ring` on the calling thread while a writer
 /// thread cycles through [`PHASES`], [`PHASE_WINDOW`] each: no edits (its
 /// thread asleep), one membership change every millisecond sleeping in
-/// between (a real paced writer), and the same spinning in between (its
-/// core as busy as a non-stop writer's). The reader reads the phase around
+/// between (a real paced writer), the same spinning in between (its core
+/// as busy as a non-stop writer's), and the paced writer editing `other`,
+/// a ring of the same size the reader does not read (the writer's CPU,
+/// allocator and memory traffic without a snapshot swap the reader sees:
+/// what the swaps themselves cost is the gap between this phase and the
+/// second). The reader reads the phase around
 /// every 256 lookups and credits those lookups and their time to the phase
 /// if it did not change meanwhile (chunks that straddle a switch are
 /// dropped). The phases alternate every 20 ms within one run, so the
 /// machine's drift between runs, which on a shared guest is larger than
 /// the effect measured, affects all three alike.
-fn reader_with_phased_writer(ring: &LockFree, keys: &[String], iters: u64) -> Duration {
+fn reader_with_phased_writer(
+    ring: &LockFree,
+    other: &LockFree,
+    keys: &[String],
+    iters: u64,
+) -> Duration {
     const CHUNK: u64 = 256;
     let phase = AtomicU32::new(0);
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         let writer = s.spawn(|| {
-            let mut step = 0u64;
+            let (mut step, mut other_step) = (0u64, 0u64);
             let mut p = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 phase.store(p, Ordering::Relaxed);
@@ -1052,19 +1062,29 @@ fn reader_with_phased_writer(ring: &LockFree, keys: &[String], iters: u64) -> Du
                         continue;
                     }
                     if Instant::now() >= next {
-                        ring.churn(step);
-                        step += 1;
+                        // A step count per ring keeps each ring's
+                        // add/remove alternation.
+                        if p == 3 {
+                            other.churn(other_step);
+                            other_step += 1;
+                        } else {
+                            ring.churn(step);
+                            step += 1;
+                        }
                         next += PACED_EVERY;
-                    } else if p == 1 {
+                    } else if p != 2 {
                         thread::sleep(next.saturating_duration_since(Instant::now()));
                     } else {
                         std::hint::spin_loop();
                     }
                 }
-                p = (p + 1) % 3;
+                p = (p + 1) % 4;
             }
             if step % 2 == 1 {
                 ring.churn(step); // leave the ring as it was
+            }
+            if other_step % 2 == 1 {
+                other.churn(other_step);
             }
         });
         let start = Instant::now();
@@ -1104,6 +1124,7 @@ fn reader_with_phased_writer(ring: &LockFree, keys: &[String], iters: u64) -> Du
 fn bench_contention_interleaved(c: &mut Criterion) {
     let keys = make_keys();
     let (ring, _) = shared_rings();
+    let (other, _) = shared_rings();
     let mut group = c.benchmark_group("contention_interleaved");
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
@@ -1114,7 +1135,7 @@ fn bench_contention_interleaved(c: &mut Criterion) {
         nanos.store(0, Ordering::Relaxed);
     }
     group.bench_function("ringcache/paced_1000_per_s", |b| {
-        b.iter_custom(|iters| reader_with_phased_writer(&ring, &keys, iters))
+        b.iter_custom(|iters| reader_with_phased_writer(&ring, &other, &keys, iters))
     });
     group.finish();
     let per_lookup: Vec<Option<f64>> = PHASE_LOOKUPS
