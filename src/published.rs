@@ -171,13 +171,18 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
     }
 
     /// The current value of `cell`, through the held copy when the cell
-    /// still publishes it.
+    /// still publishes it. When it does not (a new publication, or the
+    /// first read), the cache takes the new value and calls `fresh` on it
+    /// first: a reader's chance to prepare for it.
     #[inline]
-    pub(crate) fn read(&mut self, cell: &Published<T>) -> &T {
+    pub(crate) fn read(&mut self, cell: &Published<T>, fresh: impl FnOnce(&T)) -> &T {
         let current = cell.current_ptr();
         match self.held {
             Some(ref held) if std::ptr::eq(Arc::as_ptr(held), current) => {}
-            _ => self.refresh(cell),
+            _ => {
+                self.refresh(cell);
+                fresh(self.held.as_deref().unwrap_or_else(|| unreachable!()));
+            }
         }
         // The match above leaves `held` set.
         self.held.as_deref().unwrap_or_else(|| unreachable!())
@@ -215,7 +220,8 @@ mod tests {
         let first = Arc::new(0u64);
         let cell = Published::new(first.clone());
         let mut cache = ReadCache::new();
-        assert_eq!(*cache.read(&cell), 0);
+        let mut fresh = 0;
+        assert_eq!(*cache.read(&cell, |_| fresh += 1), 0);
         assert_eq!(
             Arc::strong_count(&first),
             3,
@@ -223,9 +229,10 @@ mod tests {
         );
         for i in 1..100 {
             cell.publish(Arc::new(i), &epoch::pin());
-            assert_eq!(*cache.read(&cell), i);
-            assert_eq!(*cache.read(&cell), i);
+            assert_eq!(*cache.read(&cell, |&v| assert_eq!(v, i)), i);
+            assert_eq!(*cache.read(&cell, |_| panic!("not a new value")), i);
         }
+        assert_eq!(fresh, 1);
         // The cache let go of `first` when it saw its successor; the cell's
         // count goes with the collector.
         for _ in 0..10_000 {

@@ -346,6 +346,32 @@ impl RingTable {
         }
     }
 
+    /// Reads one word of every cache line of this table's lookup arrays
+    /// (buckets and runs) if they fit a common L2 ([`WARM_LIMIT`]). A
+    /// reader that has just switched to a new table calls it: the loads are
+    /// independent and in address order, so the lines arrive at the memory
+    /// system's full parallelism (and the hardware prefetcher's), instead of
+    /// one or two at a time as lookups miss on them. Measured at 100 x 160
+    /// with an edit every millisecond, a reader kept 64–72% of its
+    /// throughput without this and 90–94% with it (prefetch instructions in
+    /// place of the loads: 80–89%). The price is one sweep of up to
+    /// [`WARM_LIMIT`] bytes per edit per reading thread, paid by that
+    /// thread's first lookup on the new table.
+    pub(super) fn warm(&self) {
+        let bytes = std::mem::size_of_val(&*self.buckets) + std::mem::size_of_val(&*self.runs);
+        if bytes > WARM_LIMIT {
+            return;
+        }
+        // One word per 64 bytes: one in every cache line (bar perhaps a
+        // partial last one), whatever the arrays' alignment.
+        let mut sum = 0u32;
+        for line in self.buckets.chunks(16).chain(self.runs.chunks(16)) {
+            sum = sum.wrapping_add(line[0]);
+        }
+        // Keeps the loads: their values are not needed, their lines are.
+        std::hint::black_box(sum);
+    }
+
     /// The bucket entry of `hash`, or `None` when `hash` is beyond the
     /// placement's space (a caller's out-of-range ketama position) or the
     /// ring is empty. One load: the line a lookup cannot avoid.
@@ -653,6 +679,11 @@ impl RingTable {
         (points, owners)
     }
 }
+
+/// The largest lookup arrays [`RingTable::warm`] prefetches: 512 KiB, a
+/// common L2's size (at 100 x 160 they take 320 KiB; at 1000 x 160, 2.6 MiB
+/// would only evict the reader's other data).
+const WARM_LIMIT: usize = 512 << 10;
 
 /// Points `range` of node `name`, sorted.
 fn sorted_points(name: &str, range: std::ops::Range<u32>) -> Vec<u64> {
