@@ -4,10 +4,13 @@
 //! README shows, line for line, except dates and times. A changed reply
 //! shape or status makes the README wrong, and this test says so.
 //!
-//! Before the last `GET /rebalance` the test waits for relocation to
-//! settle, as a person reading the README would see it; the reply to
-//! `PUT /nodes/3` (relocation under way) is compared by its field names
-//! only, since how far the mover got by then is a race.
+//! Before each step the test waits for relocation to settle, as it would
+//! have between the commands of a person typing them: otherwise whether
+//! the relocation of `POST /nodes` is still running when `PUT /nodes/3`
+//! arrives is a race, and the final `GET /rebalance` counts runs and keys
+//! differently. The reply to `PUT /nodes/3` (relocation under way) is
+//! compared by its field names only, since how far the mover got by then
+//! is a race too.
 
 mod common;
 
@@ -128,12 +131,10 @@ fn the_readme_session_replays() {
     );
     let server = Server::start();
     for step in &steps {
-        if step.path == "/rebalance" {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while server.get("/rebalance").json()["active"] == true {
-                assert!(Instant::now() < deadline, "relocation never settled");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.get("/rebalance").json()["active"] == true {
+            assert!(Instant::now() < deadline, "relocation never settled");
+            std::thread::sleep(Duration::from_millis(20));
         }
         let mut conn = Conn::open(server.addr);
         let r = conn.request(&step.method, &step.path, &[], step.body.as_deref());
