@@ -8,13 +8,20 @@
 //! crossbeam-epoch: readers pay nothing per load, and a reader that wants to
 //! keep the value past its pin takes a counted `Arc` of it
 //! ([`Published::load_arc`]), which is how the cluster's topology shares the
-//! ring's table instead of copying it.
+//! ring's table instead of copying it. A thread that reads one cell over
+//! and over can skip even the pin: a [`ReadCache`] holds counted copies of
+//! the values it read and checks them against the cell's pointer (see
+//! there; the ring's single-key lookup uses one).
 //!
 //! # Orderings
 //!
 //! * [`Published::publish`] swaps the pointer with `Release`; loads use
 //!   `Acquire`. The pair makes the value's contents, written before it was
 //!   published, visible to every reader that sees the pointer.
+//! * A [`ReadCache`]'s check loads the pointer with `Acquire` too, without
+//!   a pin, and never dereferences it: it only compares it with the
+//!   addresses of values the cache holds counts of (and so read, with the
+//!   pair above, when it took them).
 //! * The replaced value's strong count (the one the cell held) is released
 //!   by a closure deferred to the epoch collector, which runs it only once
 //!   every thread pinned at the swap has unpinned (crossbeam-epoch's
@@ -33,6 +40,7 @@
 //! `Drop` needs `&mut self`, so no load is alive when it releases the last
 //! published value.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -136,63 +144,153 @@ impl<T: Send + Sync + 'static> Drop for Published<T> {
     }
 }
 
-/// One thread's counted copy of a [`Published`] value, so that a reader
-/// that finds the value unchanged reads it with one atomic load and a
-/// compare: no epoch pin, hence no `SeqCst` fence, no read-modify-write and
-/// no shared write. This is `arc-swap`'s `Cache` on this crate's cell.
+/// How many cells one thread's [`ReadCache`] follows at once.
+pub(crate) const CACHED_CELLS: usize = 4;
+
+/// One thread's counted copies of [`Published`] values, so that a reader
+/// that finds a value unchanged reads it with one atomic load and a few
+/// compares: no epoch pin, hence no `SeqCst` fence, no read-modify-write and
+/// no shared write. This is `arc-swap`'s `Cache` on this crate's cell, for
+/// up to [`CACHED_CELLS`] cells per thread (a thread that reads two rings
+/// in turn does not refresh on every read).
+///
+/// It lives in a `thread_local!` `UnsafeCell` and is used only through
+/// [`ReadCache::read`].
 ///
 /// # Why it is sound
 ///
-/// The cache owns a strong count of the value it holds, so that value's
-/// allocation cannot be freed, nor its address reused, while it is cached.
-/// If the cell's current pointer equals the held `Arc`'s address, the cell
-/// therefore publishes *that* allocation (not a new one at a recycled
-/// address: no ABA), and reading it through the held `Arc` is reading the
-/// current value. Otherwise the cache pins, takes a counted `Arc` of the
-/// current value ([`Published::load_arc`], which synchronizes with the
-/// publication) and drops the old one.
+/// * **No ABA.** The cache owns a strong count of every value it holds, so
+///   none of those allocations can be freed, nor its address reused, while
+///   it is cached. If a cell's current pointer equals a held `Arc`'s
+///   address, the cell therefore publishes *that* allocation (not a new one
+///   at a recycled address), and reading it through the held `Arc` is
+///   reading the cell's current value, whichever cell the entry was taken
+///   from. Its contents were synchronized when the `Arc` was taken
+///   ([`Published::load_arc`], an `Acquire` load under a pin).
+/// * **No aliasing.** `read` holds a shared borrow of the cache only while
+///   it compares pointers and runs the caller's `f` (which must not read
+///   through the same cache, the contract of `read`), and a mutable one
+///   only while it swaps `Arc`s in and out of the entries, which runs no
+///   foreign code. The pin, the caller's `fresh` and the drop of a
+///   replaced value (whose destructor is foreign code) all run with no
+///   borrow alive, so a deferred closure run by the pin, or a destructor,
+///   may read through the cache again.
 ///
 /// # What it costs
 ///
-/// A cache keeps the last value it saw alive until it next looks or is
-/// dropped: a thread that stops reading holds one superseded value. That
-/// is the price of not pinning, and why only the single-key hot path uses
-/// it. It must not be used where a writer waits for readers to let go of
-/// old values (a grace period counted in pins or strong counts): a cached
-/// value is let go of only at the cache's next read.
+/// Each entry keeps the value it holds alive until the entry is refreshed
+/// (its cell published anew and this thread read it), reused for another
+/// cell, or purged: every refresh drops the entries nobody else holds any
+/// more (strong count 1: their cell has moved on or was dropped). So a
+/// thread keeps at most [`CACHED_CELLS`] values alive, some superseded,
+/// until it next refreshes. That is the price of not pinning, and why
+/// only single-key hot paths use it. It must not be used where a writer
+/// waits for readers to let go of old values (a grace period counted in
+/// pins or strong counts): a cached value is let go of only at a later
+/// refresh.
 pub(crate) struct ReadCache<T: Send + Sync + 'static> {
-    held: Option<Arc<T>>,
+    /// `(cell address, value)`, most recently refreshed first; `None`s
+    /// last. The address only picks which entry a refresh replaces (a
+    /// recycled address of a dropped cell just reuses its entry).
+    held: [Option<(usize, Arc<T>)>; CACHED_CELLS],
 }
 
 impl<T: Send + Sync + 'static> ReadCache<T> {
-    /// An empty cache; its first read pins.
+    /// An empty cache; its first read of each cell pins.
     pub(crate) const fn new() -> ReadCache<T> {
-        ReadCache { held: None }
+        ReadCache {
+            held: [const { None }; CACHED_CELLS],
+        }
     }
 
-    /// The current value of `cell`, through the held copy when the cell
-    /// still publishes it. When it does not (a new publication, or the
-    /// first read), the cache takes the new value and calls `fresh` on it
-    /// first: a reader's chance to prepare for it.
+    /// Runs `f` on the current value of `cell`, read through `slot`'s held
+    /// copy when the cell still publishes it. Otherwise (a new publication,
+    /// or the first read of this cell) takes the new value under a pin,
+    /// calls `fresh` on it (a reader's chance to prepare for it), stores
+    /// it, and runs `f` on it.
+    ///
+    /// # Safety
+    ///
+    /// `f` must not call `read` on the same `slot` (directly or through
+    /// anything it calls): it runs under a shared borrow of the cache,
+    /// which such a call could invalidate. `fresh` and the destructors of
+    /// replaced values may.
     #[inline]
-    pub(crate) fn read(&mut self, cell: &Published<T>, fresh: impl FnOnce(&T)) -> &T {
+    pub(crate) unsafe fn read<R>(
+        slot: &UnsafeCell<ReadCache<T>>,
+        cell: &Published<T>,
+        fresh: impl FnOnce(&T),
+        f: impl FnOnce(&T) -> R,
+    ) -> R {
         let current = cell.current_ptr();
-        match self.held {
-            Some(ref held) if std::ptr::eq(Arc::as_ptr(held), current) => {}
-            _ => {
-                self.refresh(cell);
-                fresh(self.held.as_deref().unwrap_or_else(|| unreachable!()));
+        {
+            // SAFETY: a shared borrow, and nothing creates a mutable one
+            // while it lives: the compares run no foreign code, and `f` may
+            // not read through this slot (the caller's contract).
+            let cache = unsafe { &*slot.get() };
+            for (_, held) in cache.held.iter().flatten() {
+                if std::ptr::eq(Arc::as_ptr(held), current) {
+                    return f(held);
+                }
             }
         }
-        // The match above leaves `held` set.
-        self.held.as_deref().unwrap_or_else(|| unreachable!())
+        let value = Self::refresh(slot, cell, fresh);
+        f(&value)
     }
 
-    /// Replaces the held copy with the cell's current value.
+    /// The miss path of [`ReadCache::read`]: pins, takes the cell's value,
+    /// lets `fresh` see it, stores a copy, and drops what it displaced
+    /// (and every entry nobody else holds) with no borrow alive.
     #[cold]
     #[inline(never)]
-    fn refresh(&mut self, cell: &Published<T>) {
-        self.held = Some(cell.load_arc(&crossbeam_epoch::pin()));
+    fn refresh(
+        slot: &UnsafeCell<ReadCache<T>>,
+        cell: &Published<T>,
+        fresh: impl FnOnce(&T),
+    ) -> Arc<T> {
+        // May run deferred closures, which may read through this cache:
+        // no borrow is alive.
+        let value = cell.load_arc(&crossbeam_epoch::pin());
+        fresh(&value);
+        let address = std::ptr::from_ref(cell) as usize;
+        let mut displaced: [Option<(usize, Arc<T>)>; CACHED_CELLS + 1] =
+            [const { None }; CACHED_CELLS + 1];
+        {
+            // SAFETY: the only borrow alive (`read` ended its shared one,
+            // and `f` has not run); the block below moves and clones
+            // `Arc`s only, which runs no foreign code.
+            let cache = unsafe { &mut *slot.get() };
+            // The entry to replace: this cell's, else an empty one, else
+            // the least recently refreshed (the last).
+            let at = cache
+                .held
+                .iter()
+                .position(|e| matches!(e, Some((a, _)) if *a == address))
+                .or_else(|| cache.held.iter().position(Option::is_none))
+                .unwrap_or(CACHED_CELLS - 1);
+            displaced[CACHED_CELLS] = cache.held[at].take();
+            // Most recently refreshed first.
+            cache.held[..=at].rotate_right(1);
+            cache.held[0] = Some((address, Arc::clone(&value)));
+            // Purge: entries only this cache holds are dead (their cell
+            // has published since, or is gone).
+            for (entry, out) in cache.held.iter_mut().zip(&mut displaced) {
+                if matches!(entry, Some((_, v)) if Arc::strong_count(v) == 1) {
+                    *out = entry.take();
+                }
+            }
+            // Keep the `None`s last.
+            let mut kept = 0;
+            for i in 0..CACHED_CELLS {
+                if cache.held[i].is_some() {
+                    cache.held.swap(kept, i);
+                    kept += 1;
+                }
+            }
+        }
+        // Destructors (foreign code) run here, with no borrow alive.
+        drop(displaced);
+        value
     }
 }
 
@@ -215,13 +313,23 @@ mod tests {
         assert_eq!(*kept, "one");
     }
 
+    /// Reads `cell` through `slot`, counting the `fresh` calls.
+    fn read_counting(
+        slot: &UnsafeCell<ReadCache<u64>>,
+        cell: &Published<u64>,
+        fresh: &mut u32,
+    ) -> u64 {
+        // SAFETY: `f` only copies the value.
+        unsafe { ReadCache::read(slot, cell, |_| *fresh += 1, |&v| v) }
+    }
+
     #[test]
     fn a_cache_follows_every_publication_and_lets_old_values_go() {
         let first = Arc::new(0u64);
         let cell = Published::new(first.clone());
-        let mut cache = ReadCache::new();
+        let slot = UnsafeCell::new(ReadCache::new());
         let mut fresh = 0;
-        assert_eq!(*cache.read(&cell, |_| fresh += 1), 0);
+        assert_eq!(read_counting(&slot, &cell, &mut fresh), 0);
         assert_eq!(
             Arc::strong_count(&first),
             3,
@@ -229,10 +337,10 @@ mod tests {
         );
         for i in 1..100 {
             cell.publish(Arc::new(i), &epoch::pin());
-            assert_eq!(*cache.read(&cell, |&v| assert_eq!(v, i)), i);
-            assert_eq!(*cache.read(&cell, |_| panic!("not a new value")), i);
+            assert_eq!(read_counting(&slot, &cell, &mut fresh), i);
+            assert_eq!(read_counting(&slot, &cell, &mut fresh), i);
+            assert_eq!(u64::from(fresh), i + 1, "one fresh value per publication");
         }
-        assert_eq!(fresh, 1);
         // The cache let go of `first` when it saw its successor; the cell's
         // count goes with the collector.
         for _ in 0..10_000 {
@@ -243,6 +351,67 @@ mod tests {
             std::thread::yield_now();
         }
         panic!("a cached value outlived its successor's first read");
+    }
+
+    #[test]
+    fn cells_read_in_turn_stay_cached_and_dropped_ones_are_purged() {
+        let slot = UnsafeCell::new(ReadCache::new());
+        let cells: Vec<Published<u64>> = (0..3).map(|i| Published::new(Arc::new(i))).collect();
+        let mut fresh = 0;
+        for _ in 0..100 {
+            for (i, cell) in cells.iter().enumerate() {
+                assert_eq!(read_counting(&slot, cell, &mut fresh), i as u64);
+            }
+        }
+        assert_eq!(fresh, 3, "one refresh per cell, not one per switch");
+        // More cells than entries: still right, the oldest entry goes.
+        let more: Vec<Published<u64>> = (10..16).map(|i| Published::new(Arc::new(i))).collect();
+        for (i, cell) in more.iter().enumerate() {
+            assert_eq!(read_counting(&slot, cell, &mut fresh), 10 + i as u64);
+        }
+        // A dropped cell's value is released at the next refresh.
+        let value = Arc::new(99u64);
+        let watch = Arc::downgrade(&value);
+        let gone = Published::new(value);
+        assert_eq!(read_counting(&slot, &gone, &mut fresh), 99);
+        drop(gone);
+        assert_eq!(watch.strong_count(), 1, "the cache's");
+        let other = Published::new(Arc::new(7u64));
+        assert_eq!(read_counting(&slot, &other, &mut fresh), 7);
+        assert_eq!(watch.strong_count(), 0, "purged at the refresh");
+    }
+
+    #[test]
+    fn a_deferred_closure_may_read_through_the_cache_during_a_refresh() {
+        // crossbeam runs deferred closures on a pinning thread, and a
+        // refresh pins: such a closure reading through the same cache must
+        // find no borrow alive.
+        thread_local! {
+            static SLOT: UnsafeCell<ReadCache<u64>> = const { UnsafeCell::new(ReadCache::new()) };
+        }
+        let cells: Arc<Vec<Published<u64>>> =
+            Arc::new((0..8).map(|i| Published::new(Arc::new(i))).collect());
+        let inner = Arc::clone(&cells);
+        let guard = epoch::pin();
+        guard.defer(move || {
+            SLOT.with(|slot| {
+                let mut fresh = 0;
+                for (i, cell) in inner.iter().enumerate() {
+                    assert_eq!(read_counting(slot, cell, &mut fresh), i as u64);
+                }
+            })
+        });
+        guard.flush();
+        drop(guard);
+        // Alternate more cells than entries, so every read refreshes (and
+        // pins) until the deferred closure has run inside one of them.
+        SLOT.with(|slot| {
+            let mut fresh = 0;
+            for round in 0..2000u64 {
+                let i = (round % 8) as usize;
+                assert_eq!(read_counting(slot, &cells[i], &mut fresh), i as u64);
+            }
+        });
     }
 
     #[test]

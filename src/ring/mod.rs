@@ -36,17 +36,20 @@
 //!
 //! * **Readers** take no lock and never wait for a writer: a lookup is a
 //!   bounded number of steps whatever writers do. [`Ring::lookup`] reads
-//!   through its thread's cached `Arc` of the last table it used (a
-//!   `ReadCache`): one atomic load of the published pointer and a compare
-//!   tell it whether that table is still current, so a lookup between two
-//!   edits costs no epoch pin and no fence. Only the first lookup after an
-//!   edit pins, to take the new table, and sweeps the new table's lookup
-//!   arrays into its cache in address order (when they fit an L2; this
-//!   costs that one lookup up to 512 KiB of sequential reads and saves the
-//!   thousands of scattered misses that would otherwise follow). Snapshots ([`Ring::pin`]) and the
-//!   batch forms pin the epoch once for many lookups. (Pinning may, once
-//!   every 128 pins of a thread, run a bounded batch of deferred frees;
-//!   that is crossbeam's amortized collection, not waiting.)
+//!   through its thread's cached `Arc`s of the tables it used last (a
+//!   `ReadCache`, which follows up to four rings per thread): one atomic
+//!   load of the published pointer and a compare tell it whether a cached
+//!   table is still current, so a lookup between two edits costs no epoch
+//!   pin and no fence. Only a thread's first lookup on a new table (after
+//!   an edit, or on a ring it has not read lately) pins, to take the
+//!   table, and sweeps the table's lookup arrays into its cache in address
+//!   order when they fit an L2: up to 512 KiB of sequential reads for that
+//!   one lookup, instead of the thousands of scattered misses that would
+//!   otherwise follow. That lookup may also free a superseded table whose
+//!   last count its cache held. Snapshots ([`Ring::pin`]) and the batch
+//!   forms pin the epoch once for many lookups. (Pinning may, once every
+//!   128 pins of a thread, run a bounded batch of deferred frees; that is
+//!   crossbeam's amortized collection, not waiting.)
 //! * **Writers** (`add_node`, `remove_node`, `set_weight`) are serialized by
 //!   a mutex, build a new table from the current one by merging sorted runs,
 //!   publish it with one atomic swap and retire the old table to the epoch
@@ -88,10 +91,13 @@
 //!
 //! A table takes 27–39 bytes per point (the table module's docs break it
 //! down): about 510 KiB at 100 x 160, of which lookups touch the 320 KiB of
-//! buckets and runs. Each thread that has called [`Ring::lookup`] keeps the last
-//! table it used alive until its next lookup (of any ring) or its exit: at
-//! most one superseded table per reading thread.
-//!
+//! buckets and runs, and about 5 MiB at 1000 x 160. Each thread that has
+//! called [`Ring::lookup`] keeps the tables its cache holds alive (at most
+//! four, one per ring it read lately) until it next takes a new table, when
+//! it lets go of every held table nobody else holds (superseded, or of a
+//! dropped ring); a thread that stops looking up keeps them until it
+//! exits.
+
 //! # Last node
 //!
 //! The ring lets its last node be removed: an empty ring is a valid state in
@@ -318,41 +324,34 @@ impl Ring {
     ///
     /// Wait-free with respect to writers; see the module docs. Between two
     /// edits the lookup takes no epoch pin: it reads the thread's cached
-    /// `Arc` of the current table after one atomic load and a compare.
+    /// `Arc` of the current table after one atomic load and a compare. The
+    /// thread's first lookup on a new table pins and sweeps it in.
     #[inline]
     pub fn lookup(&self, key: &[u8]) -> Option<NodeId> {
         let hash = self.placement.key_hash(key);
-        self.with_current(|table| table.lookup_hash(hash))
+        self.lookup_current(hash)
     }
 
-    /// Runs `f` on the current table, read through this thread's
-    /// `ReadCache` of it (module docs, "Readers" and "Memory"). `f` must
-    /// not look up a ring itself (it would find the cache borrowed); the
-    /// callers here only read the table. Falls back to a pin while the
-    /// thread's locals are being destroyed.
+    /// The owner of `hash` on the current table, read through this
+    /// thread's `ReadCache` (module docs, "Readers" and "Memory"). Falls
+    /// back to a pin while the thread's locals are being destroyed.
     #[inline]
-    fn with_current<R>(&self, f: impl FnOnce(&RingTable) -> R) -> R {
+    fn lookup_current(&self, hash: u64) -> Option<NodeId> {
         thread_local! {
             static CACHE: UnsafeCell<ReadCache<RingTable>> =
                 const { UnsafeCell::new(ReadCache::new()) };
         }
-        let mut f = Some(f);
-        let cached = CACHE.try_with(|cache| {
-            // SAFETY: the cache is this thread's own, and nothing below
-            // reenters `with_current` while the reference lives: `read`
-            // calls only the cell and the epoch, and `f` only reads the
-            // table (see above), so this `&mut` is the only one.
-            let cache = unsafe { &mut *cache.get() };
-            let f = f.take().unwrap_or_else(|| unreachable!());
-            f(cache.read(&self.current, RingTable::warm))
-        });
-        match cached {
-            Ok(answer) => answer,
-            Err(_) => {
-                let f = f.take().unwrap_or_else(|| unreachable!());
-                f(self.table(&epoch::pin()))
-            }
-        }
+        CACHE
+            .try_with(|cache| {
+                // SAFETY: the `f` given only reads the table; it cannot
+                // reach this cache (`read`'s contract).
+                unsafe {
+                    ReadCache::read(cache, &self.current, RingTable::warm, |t| {
+                        t.lookup_hash(hash)
+                    })
+                }
+            })
+            .unwrap_or_else(|_| self.table(&epoch::pin()).lookup_hash(hash))
     }
 
     /// Looks up every key of `keys` under one pin and appends the owners to
@@ -714,12 +713,17 @@ mod tests {
         assert_eq!(a.lookup(b"x"), None);
         // A ring dropped while this thread caches its table, and new rings
         // made after it (perhaps at its address): none answers from the old
-        // table, which the cache keeps alive, so no new table shares its
-        // address.
+        // table, which the cache keeps alive until its next refresh, so no
+        // new table shares its address. The name's count tells whether a
+        // table of `b` is alive (each table's member list holds one).
+        assert_eq!(b.lookup(b"x"), Some(b1));
+        let name = b.nodes()[0].name.clone();
         drop(b);
+        assert_eq!(Arc::strong_count(&name), 2, "ours and the cached table's");
         for round in 0..50u32 {
             let ring = Ring::new();
             assert_eq!(ring.lookup(b"x"), None);
+            assert_eq!(Arc::strong_count(&name), 1, "purged at the refresh");
             let id = ring.add_node(&format!("n{round}"), 10).unwrap();
             assert_eq!(ring.lookup(b"x"), Some(id));
         }

@@ -355,8 +355,9 @@ impl RingTable {
     /// with an edit every millisecond, a reader kept 64–72% of its
     /// throughput without this and 90–94% with it (prefetch instructions in
     /// place of the loads: 80–89%). The price is one sweep of up to
-    /// [`WARM_LIMIT`] bytes per edit per reading thread, paid by that
-    /// thread's first lookup on the new table.
+    /// [`WARM_LIMIT`] bytes per new table per reading thread (after each
+    /// edit, and on a ring the thread had not read lately), paid by that
+    /// thread's first lookup on it.
     pub(super) fn warm(&self) {
         let bytes = std::mem::size_of_val(&*self.buckets) + std::mem::size_of_val(&*self.runs);
         if bytes > WARM_LIMIT {
