@@ -13,8 +13,10 @@
 //!
 //! A [`MemStore`] is a `DashMap` from key bytes to an entry holding the value
 //! bytes, an optional absolute expiry and an access stamp for eviction.
-//! Keys and values are `Arc<[u8]>`, so a read clones a pointer, not the value,
-//! while it holds the shard's read lock.
+//! Values are `Arc<[u8]>`, so a read clones a pointer, not the value, while
+//! it holds the shard's read lock. Keys are [`Key`]s: up to 15 bytes inline
+//! in the map's bucket (a lookup compares them on the line it probed), an
+//! `Arc<[u8]>` beyond.
 //!
 //! ## Memory cap and eviction
 //!
@@ -92,26 +94,29 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
+mod key;
 pub mod redis;
 pub mod resp;
 
 pub use redis::{Health, HealthStats, RedisOptions, RedisStore};
 pub use resp::{RemoteError, RemoteErrorKind};
 
-/// Key bytes, shared so scans and evictions can hold a key without copying.
-pub type Key = Arc<[u8]>;
+pub use key::Key;
 /// Value bytes, shared so a read clones a pointer under the shard lock.
 pub type Value = Arc<[u8]>;
 
 /// Bytes charged per entry on top of its key and value.
 ///
-/// Where 112 comes from, on a 64-bit target: the map slot holds the key's
-/// `Arc<[u8]>` fat pointer (16) and the entry (value fat pointer 16,
+/// Where 112 comes from, on a 64-bit target: the map slot holds the
+/// [`Key`] (16 bytes: the key itself up to 15 bytes, else an `Arc<[u8]>`
+/// fat pointer) and the entry (value fat pointer 16,
 /// placement hash 8, map hash 8, deadline 8, access stamp 8: 48); each of
 /// the two `Arc` allocations carries two reference counts (16 each) plus
 /// allocator rounding (about 8 each); hashbrown adds one control byte per
 /// slot and keeps slots at most 7/8 full. 16 + 48 + 32 + 16 + ~2 rounds up
-/// to 112.
+/// to 112. A key short enough to be inline has no allocation and so uses
+/// about 32 bytes less; it is charged the same, so that a node's budget
+/// does not depend on how its keys happen to be stored.
 pub const ENTRY_OVERHEAD: usize = 112;
 
 /// How many entries one eviction samples. Redis's docs show 10 samples
@@ -906,7 +911,7 @@ impl MemStore {
                     .map(|b| b.as_ref())
                     .filter(|(_, e)| filter(e.get().hash))
                     .map(|(k, e)| {
-                        prefetch_arc(k);
+                        k.prefetch();
                         (e.get().hash, k)
                     })
                     .collect()
