@@ -50,6 +50,10 @@ const SIZE: usize = 2 * size_of::<usize>();
 /// The tag bit of the last byte: set for an inline key.
 const INLINE_TAG: u8 = 0x80;
 
+// The union is exactly two words: `Shared` has no padding, so every byte
+// of either form is initialized.
+const _: () = assert!(size_of::<Shared>() == SIZE && size_of::<Key>() == SIZE);
+
 /// Whether this target can hold keys inline (see the module docs).
 const CAN_INLINE: bool = cfg!(target_endian = "little");
 
@@ -86,9 +90,16 @@ union Repr {
 }
 
 impl Key {
-    /// The longest key stored inline: 15 bytes on a 64-bit target, 0 on a
-    /// big-endian one.
-    pub const INLINE_MAX: usize = if CAN_INLINE { SIZE - 1 } else { 0 };
+    /// The longest key stored inline on a little-endian target: 15 bytes on
+    /// a 64-bit one, 7 on a 32-bit one. A big-endian target stores no key
+    /// inline, not even the empty one.
+    pub const INLINE_MAX: usize = SIZE - 1;
+
+    /// Whether a key of `len` bytes takes the inline form.
+    #[inline(always)]
+    fn fits_inline(len: usize) -> bool {
+        CAN_INLINE && len <= Key::INLINE_MAX
+    }
 
     /// The last byte of the representation: the tag and length of an
     /// inline key, the top byte of a shared key's length.
@@ -158,9 +169,9 @@ impl Key {
         }
     }
 
-    /// An inline key; `bytes.len() <= INLINE_MAX`.
+    /// An inline key; `fits_inline(bytes.len())`.
     fn inline(bytes: &[u8]) -> Key {
-        debug_assert!(bytes.len() <= Key::INLINE_MAX);
+        debug_assert!(Key::fits_inline(bytes.len()));
         let mut raw = [0u8; SIZE];
         raw[..bytes.len()].copy_from_slice(bytes);
         // At most 15: fits beside the tag.
@@ -173,7 +184,7 @@ impl Key {
 
 impl From<&[u8]> for Key {
     fn from(bytes: &[u8]) -> Key {
-        if bytes.len() <= Key::INLINE_MAX {
+        if Key::fits_inline(bytes.len()) {
             Key::inline(bytes)
         } else {
             Key::shared(Arc::from(bytes))
@@ -183,7 +194,7 @@ impl From<&[u8]> for Key {
 
 impl From<Vec<u8>> for Key {
     fn from(bytes: Vec<u8>) -> Key {
-        if bytes.len() <= Key::INLINE_MAX {
+        if Key::fits_inline(bytes.len()) {
             Key::inline(&bytes)
         } else {
             Key::shared(Arc::from(bytes))
@@ -193,7 +204,7 @@ impl From<Vec<u8>> for Key {
 
 impl From<Arc<[u8]>> for Key {
     fn from(bytes: Arc<[u8]>) -> Key {
-        if bytes.len() <= Key::INLINE_MAX {
+        if Key::fits_inline(bytes.len()) {
             Key::inline(&bytes)
         } else {
             Key::shared(bytes)
@@ -278,7 +289,7 @@ impl Hash for Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Key({:?})", String::from_utf8_lossy(self.as_bytes()))
+        write!(f, "Key(\"{}\")", self.as_bytes().escape_ascii())
     }
 }
 
@@ -294,7 +305,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8 | 0x80).collect();
             let key = Key::from(bytes.clone());
             assert_eq!(&*key, &bytes[..]);
-            assert_eq!(key.is_inline(), CAN_INLINE && len <= Key::INLINE_MAX);
+            assert_eq!(key.is_inline(), Key::fits_inline(len));
             assert_eq!(Key::from(&bytes[..]), key);
             assert_eq!(Key::from(Arc::<[u8]>::from(&bytes[..])), key);
             let copy = key.clone();

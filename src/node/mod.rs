@@ -15,8 +15,8 @@
 //! bytes, an optional absolute expiry and an access stamp for eviction.
 //! Values are `Arc<[u8]>`, so a read clones a pointer, not the value, while
 //! it holds the shard's read lock. Keys are [`Key`]s: up to 15 bytes inline
-//! in the map's bucket (a lookup compares them on the line it probed), an
-//! `Arc<[u8]>` beyond.
+//! in the map's bucket on a 64-bit little-endian target (a lookup compares
+//! them on the line it probed), an `Arc<[u8]>` beyond.
 //!
 //! ## Memory cap and eviction
 //!
@@ -321,9 +321,10 @@ pub trait Store: Send + Sync {
     /// the entry competes for room by that age, and the result says how many
     /// entries (the moved one possibly among them) were evicted.
     ///
-    /// The key is passed as the shared [`Key`] the source store's
-    /// [`Store::scan`] returned, so an embedded store can keep it without
-    /// copying the bytes.
+    /// The key is passed as the [`Key`] the source store's [`Store::scan`]
+    /// returned, so an embedded store keeps it by a clone (16 bytes copied
+    /// for a short key, a count taken for a long one), never by copying a
+    /// long key's bytes.
     fn import(&self, key: &Key, entry: MovedEntry) -> Result<Imported, StoreError>;
 
     /// Removes `key` whatever its state; true if an entry was there.
