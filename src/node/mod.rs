@@ -1157,3 +1157,69 @@ impl Store for MemStore {
         MemStore::stats(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Every path of the store that touches hashbrown's raw table (inserts
+    /// by stored hash, growth, scans, batch export, import, batch removal,
+    /// the TTL sweep, eviction sampling) on a few dozen keys of every form
+    /// (empty, inline, just past inline, long): small enough for Miri,
+    /// which is how the unsafe code here is checked (tests/README.md).
+    #[test]
+    fn raw_table_paths_on_keys_of_every_form() {
+        let node = MemStore::new(64 << 10);
+        let keys: Vec<Vec<u8>> = (0..48u8)
+            .map(|i| vec![b'k' ^ i; usize::from(i % 4) * 8 + usize::from(i / 4) % 3])
+            .collect();
+        let soon = Instant::now() + Duration::from_millis(1);
+        for (i, k) in keys.iter().enumerate() {
+            let expires = (i % 5 == 0).then_some(soon);
+            node.set(i as u64, k, Value::from(&k[..]), expires).unwrap();
+        }
+        for k in &keys {
+            let got = node.get(k);
+            assert!(got.is_none() || got.as_deref() == Some(&k[..]));
+        }
+        let mut cursor = 0;
+        let mut scanned = Vec::new();
+        loop {
+            let page = node.scan(cursor, &|h| h % 2 == 0);
+            scanned.extend(page.keys.into_iter().map(|(_, k)| k));
+            match page.next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        let exported = node.export_many(&scanned);
+        let other = MemStore::new(64 << 10);
+        for (k, e) in scanned.iter().zip(exported) {
+            if let Some(e) = e {
+                other.import(k, e).unwrap();
+                assert_eq!(other.get(k).as_deref(), Some(&k[..]));
+            }
+        }
+        node.remove_many(&scanned);
+        for k in &scanned {
+            assert!(node.get(k).is_none());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        node.sweep_expired(Instant::now());
+        // Past the cap: eviction samples the raw table.
+        for i in 0..200u32 {
+            let k = format!("filler-{i}");
+            node.set(
+                u64::from(i),
+                k.as_bytes(),
+                Value::from(vec![0u8; 512]),
+                None,
+            )
+            .unwrap();
+        }
+        let stats = node.stats();
+        assert!(stats.bytes <= 64 << 10 && stats.evictions > 0, "{stats:?}");
+        assert!(stats.expirations > 0, "the sweep found the expired keys");
+    }
+}
