@@ -145,16 +145,8 @@ impl Key {
     /// shared allocation's counts); nothing for an inline key.
     #[inline]
     pub(crate) fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
         if !self.is_inline() {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            // The two counts are the two words before the data.
-            let at = self
-                .shared_ptr()
-                .cast::<i8>()
-                .wrapping_sub(2 * size_of::<usize>());
-            // SAFETY: PREFETCHT0 only hints the cache and never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(at) };
+            super::prefetch_arc_counts(self.shared_ptr().cast());
         }
     }
 
@@ -265,14 +257,10 @@ impl Borrow<[u8]> for Key {
 }
 
 impl PartialEq for Key {
+    /// Compares the bytes: a key's form follows from its length, so equal
+    /// keys always share a form.
     #[inline]
     fn eq(&self, other: &Key) -> bool {
-        // Two inline keys compare as their 16 bytes (bytes past the length
-        // are zero, the last byte carries the length).
-        if self.is_inline() && other.is_inline() {
-            // SAFETY: both were written through `bytes`.
-            return unsafe { self.repr.bytes == other.repr.bytes };
-        }
         self.as_bytes() == other.as_bytes()
     }
 }

@@ -454,21 +454,29 @@ impl Entry {
 }
 
 /// Hints the CPU to fetch the line holding `arc`'s reference counts (and
-/// the first bytes of its data); nothing more. A no-op off x86-64.
+/// the first bytes of its data); nothing more.
 #[inline(always)]
 fn prefetch_arc(arc: &Arc<[u8]>) {
+    prefetch_arc_counts(Arc::as_ptr(arc).cast());
+}
+
+/// Hints the CPU to fetch the reference counts of the `Arc` whose data
+/// starts at `data` (the two words before it); a no-op off x86-64.
+#[inline(always)]
+fn prefetch_arc_counts(data: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // The counts are the 16 bytes before the data.
-        let counts = Arc::as_ptr(arc).cast::<i8>().wrapping_sub(16);
+        let counts = data
+            .cast::<i8>()
+            .wrapping_sub(2 * std::mem::size_of::<usize>());
         // SAFETY: PREFETCHT0 only hints the cache: it never faults and
         // neither reads nor writes anything the program can observe. SSE
         // (which provides it) is part of the x86-64 baseline.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(counts) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = arc;
+    let _ = data;
 }
 
 /// The most keys of a batch one shard lock is held for: a relocation
