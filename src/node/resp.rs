@@ -32,6 +32,34 @@
 //! "Connections per server"): 1 or 2 gave half to nine tenths of its
 //! throughput over loopback, 16 and 32 no more.
 //!
+//! # Sockets stay put
+//!
+//! `may` 0.3's I/O wait has a window: `subscribe` (which parks the caller)
+//! stores the parked coroutine in the socket's event data and then, still
+//! on the parking worker, reads that event data again through a reference
+//! to the socket (`io_data.io_flag`, `cancel.set_io(io_data.clone())`). If
+//! the reply arrives in between, another worker resumes the caller, which
+//! may finish its call and move on before the parking worker takes its
+//! next step (a worker descheduled on a busy machine). That step then
+//! reads wherever the socket was. So a socket must not move, and its
+//! memory must not be freed, right after a wait:
+//!
+//! * each connection is boxed for its whole life, so taking it out of the
+//!   pool and putting it back moves only the box's pointer, never the
+//!   socket (a `Conn` moved into and out of a call's stack frame would
+//!   leave the parking worker reading a stack slot that later calls
+//!   reuse);
+//! * a connection is never dropped at once: a failed one, and every idle
+//!   one of a pool that is dropped (a node removed from the cluster), is
+//!   shut down (the server sees the close at once) and kept in one
+//!   process-wide list for a quarter second, far longer than any such
+//!   window. The list is pruned whenever a connection joins it, so the
+//!   last few descriptors (already shut down) may stay open until the
+//!   next failure or removal: a few file descriptors, no connection.
+//!
+//! `http::conn`'s `retire` keeps a finished connection's coroutine alive
+//! for the same reason, on the server side.
+//!
 //! # Timeouts
 //!
 //! Every call has one deadline, the command timeout from its start: waiting
@@ -53,11 +81,9 @@ use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
 /// A reply from the server.
 pub type Reply = OwnedFrame;
 
-/// Sockets closed after a failure are kept this long before they are
-/// dropped. A `may` socket's last wakeup may still be running on another
-/// worker when its reader has already seen the result (see `http::conn`'s
-/// retire, which works around the same race for server sockets); a short
-/// delay keeps the socket's memory alive until that is over.
+/// How long a socket's memory outlives its use: a socket that is closed
+/// (after a failure, or with its pool) is shut down at once and dropped
+/// this long after. See "Sockets stay put" in the module docs.
 const RETIRE_AFTER: Duration = Duration::from_millis(250);
 
 /// Bytes read from a socket at a time.
@@ -109,7 +135,8 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
-/// One open socket and the reply bytes read but not yet decoded.
+/// One open socket and the reply bytes read but not yet decoded. Always
+/// boxed (see "Sockets stay put" in the module docs).
 struct Conn {
     stream: may::net::TcpStream,
     buf: Vec<u8>,
@@ -122,11 +149,43 @@ pub struct Pool {
     addr: String,
     resolved: Vec<SocketAddr>,
     timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
+    /// Boxed on purpose: a socket must not move (module docs).
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Conn>>>,
     /// One permit per socket the pool may have open.
     permits: may::sync::Semphore,
-    /// Failed sockets waiting out [`RETIRE_AFTER`].
-    retired: Mutex<Vec<(Instant, Conn)>>,
+}
+
+/// Closed connections waiting out [`RETIRE_AFTER`], from every pool (a
+/// pool may be dropped sooner than that).
+static RETIRED: Mutex<Vec<(Instant, Box<Conn>)>> = Mutex::new(Vec::new());
+
+/// Shuts `conn` down now and drops it [`RETIRE_AFTER`] from now (at a
+/// later call), dropping those whose time is up.
+fn retire(conn: Box<Conn>) {
+    let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+    let now = Instant::now();
+    let expired: Vec<(Instant, Box<Conn>)> = {
+        let mut retired = RETIRED.lock();
+        let (keep, expired) = std::mem::take(&mut *retired)
+            .into_iter()
+            .partition(|(at, _)| now.duration_since(*at) < RETIRE_AFTER);
+        *retired = keep;
+        retired.push((now, conn));
+        expired
+    };
+    // Closed outside the lock.
+    drop(expired);
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // The last caller may have put its socket back a moment ago, with
+        // its wait's tail still running on another worker.
+        for conn in self.idle.get_mut().drain(..) {
+            retire(conn);
+        }
+    }
 }
 
 impl fmt::Debug for Pool {
@@ -168,7 +227,6 @@ impl Pool {
             timeout,
             idle: Mutex::new(Vec::new()),
             permits: may::sync::Semphore::new(connections.max(1)),
-            retired: Mutex::new(Vec::new()),
         })
     }
 
@@ -244,7 +302,7 @@ impl Pool {
                 Ok(replies)
             }
             Err((e, got_bytes)) => {
-                self.retire(conn);
+                retire(conn);
                 // A pooled socket the server closed while it sat idle (the
                 // server restarted, or dropped idle clients): nothing of the
                 // request reached a live server, so it goes again, once, on
@@ -257,7 +315,7 @@ impl Pool {
                             Ok(replies)
                         }
                         Err((e, _)) => {
-                            self.retire(fresh);
+                            retire(fresh);
                             Err(e)
                         }
                     };
@@ -267,7 +325,7 @@ impl Pool {
         }
     }
 
-    fn connect(&self, deadline: Instant) -> Result<Conn, RemoteError> {
+    fn connect(&self, deadline: Instant) -> Result<Box<Conn>, RemoteError> {
         let mut last = None;
         for addr in &self.resolved {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -278,11 +336,11 @@ impl Pool {
                 Ok(stream) => {
                     // Nagle would hold back a pipelined write's tail.
                     let _ = stream.set_nodelay(true);
-                    return Ok(Conn {
+                    return Ok(Box::new(Conn {
                         stream,
                         buf: Vec::with_capacity(READ_CHUNK),
                         at: 0,
-                    });
+                    }));
                 }
                 Err(e) => last = Some(e),
             }
@@ -382,16 +440,6 @@ impl Pool {
         }
         Ok(replies)
     }
-
-    /// Closes a failed socket and lets retired ones older than
-    /// [`RETIRE_AFTER`] go.
-    fn retire(&self, conn: Conn) {
-        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
-        let now = Instant::now();
-        let mut retired = self.retired.lock();
-        retired.retain(|(at, _)| now.duration_since(*at) < RETIRE_AFTER);
-        retired.push((now, conn));
-    }
 }
 
 /// Encodes commands as RESP arrays of bulk strings, back to back.
@@ -451,6 +499,35 @@ mod tests {
         let pool = Pool::new(&format!("127.0.0.1:{port}"), 1, Duration::from_secs(5)).unwrap();
         let e = pool.call(&[&[b"PING"]]).unwrap_err();
         assert_eq!(e.kind, RemoteErrorKind::Connect, "{e}");
+    }
+
+    #[test]
+    fn a_dropped_pool_closes_its_sockets_at_once() {
+        // A one-connection server answering PONG until its client closes.
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0u8; 64];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(_) => s.write_all(b"+PONG\r\n").unwrap(),
+                    // Still open after 10 s: the socket was kept open.
+                    Err(_) => return false,
+                }
+            }
+        });
+        let pool = Pool::new(&addr.to_string(), 1, Duration::from_secs(5)).unwrap();
+        let r = pool.call(&[&[b"PING"]]).unwrap();
+        assert_eq!(reply_bytes(&r[0]), Some(&b"PONG"[..]));
+        drop(pool);
+        assert!(
+            server.join().unwrap(),
+            "the server did not see the close of a dropped pool's socket"
+        );
     }
 
     #[test]

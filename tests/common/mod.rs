@@ -116,6 +116,10 @@ impl Server {
             let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("ringcache-http-{}-{port}.log", std::process::id()));
             let stderr = std::fs::File::create(&log).expect("creating the server log");
+            // stdout into the same log: ringcache writes nothing there, but
+            // `may`'s runtime prints a backtrace there when a thread faults
+            // (its SIGSEGV handler), which a crash report needs.
+            let stdout = stderr.try_clone().expect("sharing the server log");
             let mut command = match nofile {
                 // `exec` keeps the pid: the child is ringcache itself.
                 Some(n) => {
@@ -133,7 +137,7 @@ impl Server {
                 .env_remove("RUST_LOG")
                 .env_remove("RINGCACHE_ADMIN_TOKEN")
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(stdout)
                 .stderr(stderr)
                 .spawn()
                 .expect("spawning ringcache");
@@ -371,7 +375,13 @@ impl Drop for Server {
             let status = self.child.try_wait().ok().flatten();
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            // A fault's backtrace (see `start_inner`) is long; show it whole.
+            let killed = status.is_some_and(|s| {
+                use std::os::unix::process::ExitStatusExt;
+                s.signal().is_some()
+            });
+            let keep = if killed { 400 } else { 40 };
+            let tail = lines[lines.len().saturating_sub(keep)..].join("\n");
             eprintln!(
                 "ringcache at {}: {}; the end of its log:\n{tail}",
                 self.addr,
