@@ -66,6 +66,7 @@ mod published;
 pub mod ring;
 pub mod settings;
 pub mod telemetry;
+mod watchdog;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterError};
 pub use ring::{NodeId, Ring, RingError};

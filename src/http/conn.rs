@@ -36,8 +36,8 @@ use may::net::TcpStream;
 
 use super::service::CacheService;
 use super::session::{Phase, Session, Step};
-use super::watchdog::Guard;
 use super::Shared;
+use crate::watchdog::Guard;
 
 /// How long a closing connection keeps reading (and discarding) what the
 /// client still sends after the last reply, so the kernel does not answer

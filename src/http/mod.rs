@@ -55,7 +55,6 @@ pub mod replay;
 mod conn;
 mod date;
 mod service;
-mod watchdog;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
@@ -70,6 +69,10 @@ pub use session::SessionLimits;
 use crate::cluster::Cluster;
 use crate::settings::Settings;
 use crate::telemetry::Telemetry;
+
+/// How often the connections' watchdog looks: their deadlines (seconds)
+/// are kept to within this.
+const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 
 /// The longest pause of the accept loop after `accept` fails.
 pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -157,7 +160,7 @@ struct Shared {
     /// Connections with a request under way (see `conn::InFlight`).
     in_flight: AtomicUsize,
     /// Every connection's deadline (see `watchdog`).
-    watchdog: Arc<watchdog::Watchdog>,
+    watchdog: Arc<crate::watchdog::Watchdog>,
 }
 
 /// A bound listening socket, not yet serving: binding first lets the binary
@@ -229,7 +232,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
-            watchdog: watchdog::Watchdog::start(),
+            watchdog: crate::watchdog::Watchdog::start("ringcache-watchdog", WATCHDOG_TICK),
         });
         let accepting = shared.clone();
         let accept = may::go!(

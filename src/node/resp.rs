@@ -66,17 +66,30 @@
 //! for a socket, connecting, writing and reading all count against it. A
 //! server that is down answers with a refused connection at once; one that
 //! hangs (stopped, or overloaded) costs its callers the timeout and no
-//! more.
+//! more, give or take the watchdog's 10 ms tick.
+//!
+//! Writes and reads carry no socket timeout: may 0.3's I/O timers are not
+//! safe when a wait completes on another worker than the one that armed it
+//! (a stress run of this client aborted inside may's timer list). Each
+//! socket is registered instead with one process-wide
+//! watchdog (`src/watchdog.rs`), which shuts it down once the call's deadline has
+//! passed; the blocked read or write then returns, and the call fails
+//! with [`RemoteErrorKind::Timeout`]. Connecting and waiting for a free
+//! socket still use may's own timeouts: connects happen once per pooled
+//! socket, and the socket wait is a coroutine timer, not an I/O one.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::encode::encode_borrowed;
 use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
+
+use crate::watchdog::{Guard, Watchdog};
 
 /// A reply from the server.
 pub type Reply = OwnedFrame;
@@ -85,6 +98,16 @@ pub type Reply = OwnedFrame;
 /// (after a failure, or with its pool) is shut down at once and dropped
 /// this long after. See "Sockets stay put" in the module docs.
 const RETIRE_AFTER: Duration = Duration::from_millis(250);
+
+/// How often the Redis sockets' watchdog looks: a call's deadline is kept
+/// to within this.
+const WATCHDOG_TICK: Duration = Duration::from_millis(10);
+
+/// The process-wide watchdog of Redis sockets (module docs, "Timeouts").
+fn watchdog() -> &'static Arc<Watchdog> {
+    static DOG: OnceLock<Arc<Watchdog>> = OnceLock::new();
+    DOG.get_or_init(|| Watchdog::start("ringcache-redis-watchdog", WATCHDOG_TICK))
+}
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -139,6 +162,9 @@ impl std::error::Error for RemoteError {}
 /// boxed (see "Sockets stay put" in the module docs).
 struct Conn {
     stream: may::net::TcpStream,
+    /// The socket's registration with [`watchdog`], holding the deadline
+    /// of the exchange under way.
+    watch: Guard,
     buf: Vec<u8>,
     /// Start of the undecoded bytes in `buf`.
     at: usize,
@@ -336,7 +362,13 @@ impl Pool {
                 Ok(stream) => {
                     // Nagle would hold back a pipelined write's tail.
                     let _ = stream.set_nodelay(true);
+                    // The watchdog's own descriptor of the socket.
+                    let second = stream
+                        .inner()
+                        .try_clone()
+                        .map_err(|e| self.io_error(&e, "registering the socket"))?;
                     return Ok(Box::new(Conn {
+                        watch: watchdog().register(second),
                         stream,
                         buf: Vec::with_capacity(READ_CHUNK),
                         at: 0,
@@ -359,7 +391,8 @@ impl Pool {
     }
 
     /// Writes `request` and reads `count` replies; on failure, the error and
-    /// whether any reply byte had arrived.
+    /// whether any reply byte had arrived. The watchdog holds the deadline
+    /// (module docs, "Timeouts").
     fn exchange(
         &self,
         conn: &mut Conn,
@@ -367,25 +400,37 @@ impl Pool {
         count: usize,
         deadline: Instant,
     ) -> Result<Vec<Reply>, (RemoteError, bool)> {
-        let left = |pool: &Pool| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                Err((
-                    pool.error(
-                        RemoteErrorKind::Timeout,
-                        format!("no reply within {:?}", pool.timeout),
-                    ),
-                    true,
-                ))
-            } else {
-                Ok(left)
-            }
+        let timed_out = |pool: &Pool| {
+            pool.error(
+                RemoteErrorKind::Timeout,
+                format!("no reply within {:?}", pool.timeout),
+            )
         };
-        let t = left(self)?;
-        let _ = conn.stream.set_write_timeout(Some(t));
-        conn.stream
-            .write_all(request)
-            .map_err(|e| (self.io_error(&e, "sending the command"), false))?;
+        // A pooled socket whose previous call the watchdog cut off at the
+        // last moment (it fired as that call finished) is dead: reported
+        // as a broken socket with nothing sent, so the caller retries once
+        // on a fresh one.
+        if conn.watch.fired() {
+            return Err((
+                self.error(
+                    RemoteErrorKind::Io,
+                    "the socket was shut down at its last deadline",
+                ),
+                false,
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err((timed_out(self), true));
+        }
+        conn.watch.writing_until(deadline);
+        if let Err(e) = conn.stream.write_all(request) {
+            return Err(if conn.watch.fired() {
+                (timed_out(self), false)
+            } else {
+                (self.io_error(&e, "sending the command"), false)
+            });
+        }
+        conn.watch.reading_until(deadline);
         let mut replies = Vec::with_capacity(count);
         let mut got_bytes = false;
         while replies.len() < count {
@@ -411,22 +456,30 @@ impl Pool {
                 conn.buf.drain(..conn.at);
                 conn.at = 0;
             }
-            let t = left(self).map_err(|(e, _)| (e, got_bytes))?;
-            let _ = conn.stream.set_read_timeout(Some(t));
+            if Instant::now() >= deadline {
+                return Err((timed_out(self), got_bytes));
+            }
             let len = conn.buf.len();
             conn.buf.resize(len + READ_CHUNK, 0);
             let n = conn.stream.read(&mut conn.buf[len..]);
             match n {
-                Ok(0) => {
+                Ok(n) if n > 0 && !conn.watch.fired() => {
+                    conn.buf.truncate(len + n);
+                    got_bytes = true;
+                }
+                // The watchdog shut the socket down: end of file, or an
+                // error, or bytes that raced the shutdown (dropped: the
+                // socket is retired either way).
+                _ if conn.watch.fired() => {
+                    conn.buf.truncate(len);
+                    return Err((timed_out(self), got_bytes));
+                }
+                Ok(_) => {
                     conn.buf.truncate(len);
                     return Err((
                         self.error(RemoteErrorKind::Io, "the server closed the connection"),
                         got_bytes,
                     ));
-                }
-                Ok(n) => {
-                    conn.buf.truncate(len + n);
-                    got_bytes = true;
                 }
                 Err(e) => {
                     conn.buf.truncate(len);
@@ -434,6 +487,7 @@ impl Pool {
                 }
             }
         }
+        conn.watch.idle();
         if conn.at == conn.buf.len() {
             conn.buf.clear();
             conn.at = 0;

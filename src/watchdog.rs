@@ -1,22 +1,30 @@
-//! Connection deadlines without a timer per read: a coarse watchdog.
+//! Socket deadlines without a timer per read: a coarse watchdog.
 //!
 //! may arms and disarms a timer for every read or write that has a socket
-//! timeout, and every idle keep-alive read is such a read; under pipelined
-//! load that cost showed (0.84x against 0.96x of the bare server without
-//! it). Instead each connection publishes the deadline of what it is
-//! waiting for in a [`Watch`] (one atomic store), and one thread looks at
-//! every watch each [`TICK`] and shuts down the socket of any connection
-//! past its deadline: a read side shutdown for a read (the blocked read
-//! returns end of file, and the connection sees [`Watch::fired`]), both
-//! sides for a write (the blocked write fails). Deadlines are therefore
-//! kept to within one tick.
+//! timeout. That costs time (on the HTTP side every idle keep-alive read is
+//! such a read: 0.84x the bare server's pipelined throughput with them,
+//! 0.96x without), and may 0.3's I/O timers are not safe when a wait
+//! completes on another worker than the one that armed it: the completing
+//! worker removes the timer from a list only its owner may pop, which
+//! under load failed an assertion inside may (a Redis client stress run
+//! aborted that way). So no socket of ours has a may timeout. Instead each
+//! socket publishes the deadline of what it is waiting for in a [`Watch`]
+//! (one atomic store), and one thread per watchdog looks at every watch
+//! each tick and shuts down the socket of any watch past its deadline: a
+//! read side shutdown for a read (the blocked read returns end of file,
+//! and the owner sees [`Guard::fired`]), both sides for a write (the
+//! blocked write fails). Deadlines are therefore kept to within one tick.
+//!
+//! Users: the HTTP server's connections (`http::conn`, a 100 ms tick) and
+//! the Redis client's sockets (`node::resp`, a 10 ms tick, since command
+//! timeouts are often a few hundred milliseconds).
 //!
 //! # Orderings
 //!
-//! `deadline` is written by the connection (Relaxed) and read by the
+//! `deadline` is written by the socket's owner (Relaxed) and read by the
 //! watchdog (Relaxed): a stale value only moves a shutdown by one tick.
 //! `fired` is set (Release) before the shutdown and read (Acquire) by the
-//! connection after its read returned, so a connection that sees end of
+//! owner after its read or write returned, so an owner that sees end of
 //! file caused by the watchdog also sees why.
 
 use std::collections::HashMap;
@@ -27,53 +35,51 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-/// How often the watchdog looks; deadlines are kept to within this.
-pub(super) const TICK: Duration = Duration::from_millis(100);
-
 /// "No deadline".
 const NONE: u64 = u64::MAX;
 
-/// One connection's deadline, as the watchdog sees it.
-pub(super) struct Watch {
+/// One socket's deadline, as the watchdog sees it.
+pub(crate) struct Watch {
     /// Milliseconds since the watchdog's start, or [`NONE`].
     deadline: AtomicU64,
     /// Shut both sides (a write is waiting) rather than the read side.
     writing: AtomicBool,
     /// Set when the watchdog shut the socket down.
     fired: AtomicBool,
-    /// A second descriptor of the connection's socket (shutdown acts on
-    /// the socket, so this reaches the blocked coroutine's reads).
+    /// A second descriptor of the watched socket (shutdown acts on the
+    /// socket, so this reaches the blocked owner's reads).
     socket: std::net::TcpStream,
 }
 
 impl Watch {
-    /// True once the watchdog has cut the connection off.
-    pub(super) fn fired(&self) -> bool {
+    /// True once the watchdog has cut the socket off.
+    pub(crate) fn fired(&self) -> bool {
         self.fired.load(Ordering::Acquire)
     }
 }
 
 /// The registry and its thread.
-pub(super) struct Watchdog {
+pub(crate) struct Watchdog {
     start: Instant,
     watches: Mutex<HashMap<u64, Arc<Watch>>>,
     next_id: AtomicU64,
 }
 
-/// A connection's registration; dropping it unregisters.
-pub(super) struct Guard {
+/// A socket's registration; dropping it unregisters.
+pub(crate) struct Guard {
     dog: Arc<Watchdog>,
     id: u64,
     watch: Arc<Watch>,
 }
 
 impl Watchdog {
-    /// A watchdog whose thread runs while the returned `Arc` lives.
+    /// A watchdog that looks every `tick`, on a thread named `name` that
+    /// runs while the returned `Arc` lives.
     ///
     /// # Panics
     ///
     /// If the OS cannot start a thread.
-    pub(super) fn start() -> Arc<Watchdog> {
+    pub(crate) fn start(name: &str, tick: Duration) -> Arc<Watchdog> {
         let dog = Arc::new(Watchdog {
             start: Instant::now(),
             watches: Mutex::new(HashMap::new()),
@@ -81,9 +87,9 @@ impl Watchdog {
         });
         let weak: Weak<Watchdog> = Arc::downgrade(&dog);
         std::thread::Builder::new()
-            .name("ringcache-watchdog".into())
+            .name(name.into())
             .spawn(move || loop {
-                std::thread::sleep(TICK);
+                std::thread::sleep(tick);
                 match weak.upgrade() {
                     Some(dog) => dog.tick(),
                     None => return,
@@ -113,9 +119,8 @@ impl Watchdog {
         }
     }
 
-    /// Registers a connection whose socket `socket` is a second descriptor
-    /// of.
-    pub(super) fn register(self: &Arc<Self>, socket: std::net::TcpStream) -> Guard {
+    /// Registers a socket; `socket` is a second descriptor of it.
+    pub(crate) fn register(self: &Arc<Self>, socket: std::net::TcpStream) -> Guard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let watch = Arc::new(Watch {
             deadline: AtomicU64::new(NONE),
@@ -133,14 +138,24 @@ impl Watchdog {
 }
 
 impl Guard {
-    /// The connection now waits to read until `at` at the latest.
-    pub(super) fn reading_until(&self, at: Instant) {
+    /// The owner now waits to read until `at` at the latest.
+    pub(crate) fn reading_until(&self, at: Instant) {
         self.set(at, false);
     }
 
-    /// The connection now waits for a write, for at most `limit`.
-    pub(super) fn writing_for(&self, limit: Duration) {
+    /// The owner now waits for a write, for at most `limit`.
+    pub(crate) fn writing_for(&self, limit: Duration) {
         self.set(Instant::now() + limit, true);
+    }
+
+    /// The owner now waits for a write until `at` at the latest.
+    pub(crate) fn writing_until(&self, at: Instant) {
+        self.set(at, true);
+    }
+
+    /// The owner waits for nothing (an idle pooled socket).
+    pub(crate) fn idle(&self) {
+        self.watch.deadline.store(NONE, Ordering::Relaxed);
     }
 
     fn set(&self, at: Instant, writing: bool) {
@@ -151,8 +166,8 @@ impl Guard {
             .store(u64::try_from(ms).unwrap_or(NONE - 1), Ordering::Relaxed);
     }
 
-    /// True once the watchdog has cut the connection off.
-    pub(super) fn fired(&self) -> bool {
+    /// True once the watchdog has cut the socket off.
+    pub(crate) fn fired(&self) -> bool {
         self.watch.fired()
     }
 }
