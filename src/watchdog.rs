@@ -7,7 +7,8 @@
 //! completes on another worker than the one that armed it: the completing
 //! worker removes the timer from a list only its owner may pop, which
 //! under load failed an assertion inside may (a Redis client stress run
-//! aborted that way). So no socket of ours has a may timeout. Instead each
+//! aborted that way). So no socket of ours has a may timeout (the Redis
+//! client does not even use may's connect, see `node::resp`). Instead each
 //! socket publishes the deadline of what it is waiting for in a [`Watch`]
 //! (one atomic store), and one thread per watchdog looks at every watch
 //! each tick and shuts down the socket of any watch past its deadline: a
@@ -21,11 +22,22 @@
 //!
 //! # Orderings
 //!
-//! `deadline` is written by the socket's owner (Relaxed) and read by the
-//! watchdog (Relaxed): a stale value only moves a shutdown by one tick.
-//! `fired` is set (Release) before the shutdown and read (Acquire) by the
-//! owner after its read or write returned, so an owner that sees end of
-//! file caused by the watchdog also sees why.
+//! One word, `deadline`, holds the state: a deadline in milliseconds,
+//! [`NONE`], or [`FIRED`]. The watchdog fires a watch by swapping the exact
+//! deadline it read for `FIRED` (a compare-exchange), and only the winner
+//! shuts the socket down. The owner changes the deadline by a
+//! read-modify-write that leaves `FIRED` alone. So a firing and the
+//! owner's next step are ordered one way or the other: an owner that
+//! clears its deadline ([`Guard::idle`]) before the watchdog's exchange is
+//! never shut down for it, and one that comes after sees `FIRED` and knows
+//! its socket is gone (it must not reuse it). A deadline that is stale
+//! for the watchdog only moves a shutdown by one tick.
+//!
+//! The owner stores `writing` before it publishes the deadline (Release);
+//! the watchdog reads the deadline (Acquire) before `writing`, so the side
+//! it shuts matches the wait that set that deadline or a later one. The
+//! owner reads `FIRED` (Acquire) after its read or write returned, which
+//! orders the shutdown's cause before the owner's conclusion.
 
 use std::collections::HashMap;
 use std::net::Shutdown;
@@ -38,14 +50,19 @@ use parking_lot::Mutex;
 /// "No deadline".
 const NONE: u64 = u64::MAX;
 
+/// The watchdog has shut the socket down (final).
+const FIRED: u64 = u64::MAX - 1;
+
+/// The latest deadline that can be stored (a later one is clamped).
+const LATEST: u64 = u64::MAX - 2;
+
 /// One socket's deadline, as the watchdog sees it.
 pub(crate) struct Watch {
-    /// Milliseconds since the watchdog's start, or [`NONE`].
+    /// Milliseconds since the watchdog's start, [`NONE`] or [`FIRED`]
+    /// (module docs, "Orderings").
     deadline: AtomicU64,
     /// Shut both sides (a write is waiting) rather than the read side.
     writing: AtomicBool,
-    /// Set when the watchdog shut the socket down.
-    fired: AtomicBool,
     /// A second descriptor of the watched socket (shutdown acts on the
     /// socket, so this reaches the blocked owner's reads).
     socket: std::net::TcpStream,
@@ -54,7 +71,7 @@ pub(crate) struct Watch {
 impl Watch {
     /// True once the watchdog has cut the socket off.
     pub(crate) fn fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
+        self.deadline.load(Ordering::Acquire) == FIRED
     }
 }
 
@@ -100,22 +117,33 @@ impl Watchdog {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(LATEST)
     }
 
     fn tick(&self) {
         let now = self.now_ms();
         for watch in self.watches.lock().values() {
-            let deadline = watch.deadline.load(Ordering::Relaxed);
-            if deadline <= now && !watch.fired.load(Ordering::Relaxed) {
-                watch.fired.store(true, Ordering::Release);
-                let how = if watch.writing.load(Ordering::Relaxed) {
-                    Shutdown::Both
-                } else {
-                    Shutdown::Read
-                };
-                let _ = watch.socket.shutdown(how);
+            // Acquire pairs with the owner's Release: `writing` below is
+            // at least as new as this deadline.
+            let deadline = watch.deadline.load(Ordering::Acquire);
+            if deadline > now || deadline == FIRED {
+                continue;
             }
+            // Claim this very deadline: an owner that moved on since
+            // (cleared or changed it) wins, and nothing is shut down.
+            if watch
+                .deadline
+                .compare_exchange(deadline, FIRED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            let how = if watch.writing.load(Ordering::Relaxed) {
+                Shutdown::Both
+            } else {
+                Shutdown::Read
+            };
+            let _ = watch.socket.shutdown(how);
         }
     }
 
@@ -125,7 +153,6 @@ impl Watchdog {
         let watch = Arc::new(Watch {
             deadline: AtomicU64::new(NONE),
             writing: AtomicBool::new(false),
-            fired: AtomicBool::new(false),
             socket,
         });
         self.watches.lock().insert(id, watch.clone());
@@ -153,17 +180,30 @@ impl Guard {
         self.set(at, true);
     }
 
-    /// The owner waits for nothing (an idle pooled socket).
+    /// The owner waits for nothing (an idle pooled socket). Afterwards
+    /// [`Guard::fired`] says whether the watchdog got there first: then
+    /// the socket is shut down and must not be used again.
     pub(crate) fn idle(&self) {
-        self.watch.deadline.store(NONE, Ordering::Relaxed);
+        self.store(NONE);
     }
 
     fn set(&self, at: Instant, writing: bool) {
-        let ms = at.saturating_duration_since(self.dog.start).as_millis();
+        // Rounded up, so a shutdown never comes before the deadline.
+        let nanos = at.saturating_duration_since(self.dog.start).as_nanos();
+        let ms = u64::try_from(nanos.div_ceil(1_000_000)).map_or(LATEST, |ms| ms.min(LATEST));
         self.watch.writing.store(writing, Ordering::Relaxed);
-        self.watch
+        self.store(ms);
+    }
+
+    /// Publishes `value` as the deadline unless the watch has fired.
+    fn store(&self, value: u64) {
+        // Release: `writing`, stored before, is visible with the deadline.
+        let _ = self
+            .watch
             .deadline
-            .store(u64::try_from(ms).unwrap_or(NONE - 1), Ordering::Relaxed);
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |d| {
+                (d != FIRED).then_some(value)
+            });
     }
 
     /// True once the watchdog has cut the socket off.
@@ -175,5 +215,49 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         self.dog.watches.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A watchdog ticking every millisecond and a registration of one end
+    /// of a fresh loopback connection (the other end is returned too, to
+    /// keep the connection open).
+    fn watched() -> (Arc<Watchdog>, Guard, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let dog = Watchdog::start("watchdog-test", Duration::from_millis(1));
+        let guard = dog.register(client);
+        (dog, guard, server)
+    }
+
+    #[test]
+    fn a_passed_deadline_fires_and_stays_fired() {
+        let (_dog, guard, _peer) = watched();
+        guard.reading_until(Instant::now());
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while !guard.fired() {
+            assert!(Instant::now() < give_up, "the watchdog never fired");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // An owner that comes after the firing cannot clear it: the socket
+        // is gone and must not be reused.
+        guard.idle();
+        guard.writing_until(Instant::now() + Duration::from_secs(60));
+        assert!(guard.fired());
+    }
+
+    #[test]
+    fn a_deadline_cleared_in_time_never_fires() {
+        let (_dog, guard, _peer) = watched();
+        for _ in 0..20 {
+            guard.reading_until(Instant::now() + Duration::from_millis(50));
+            guard.idle();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!guard.fired(), "fired on a cleared deadline");
     }
 }

@@ -21,7 +21,7 @@
 //! disconnected, and until then it is back-pressured (the session stops
 //! taking its requests).
 //!
-//! Deadlines are kept by the watchdog (`http::watchdog`), to within its
+//! Deadlines are kept by the watchdog (`crate::watchdog`), to within its
 //! tick: the connection stores its deadline before each wait, and the
 //! watchdog shuts the socket down when it passes. Reads and writes carry no
 //! socket timeout, so none arms a timer.

@@ -53,9 +53,14 @@
 //!   one of a pool that is dropped (a node removed from the cluster), is
 //!   shut down (the server sees the close at once) and kept in one
 //!   process-wide list for a quarter second, far longer than any such
-//!   window. The list is pruned whenever a connection joins it, so the
-//!   last few descriptors (already shut down) may stay open until the
-//!   next failure or removal: a few file descriptors, no connection.
+//!   window. The list is pruned whenever a connection joins it or a new
+//!   one is made, so the last few (already shut down) may keep their two
+//!   descriptors each until then: no connection;
+//! * `may`'s own connect has the same window (its connect state lives in
+//!   the caller's frame) and arms an I/O timer (next section), so the
+//!   client does not use it: a short-lived plain thread connects with
+//!   std's `connect_timeout` while the caller waits on a channel, and the
+//!   connected socket is then handed to `may`.
 //!
 //! `http::conn`'s `retire` keeps a finished connection's coroutine alive
 //! for the same reason, on the server side.
@@ -68,15 +73,16 @@
 //! hangs (stopped, or overloaded) costs its callers the timeout and no
 //! more, give or take the watchdog's 10 ms tick.
 //!
-//! Writes and reads carry no socket timeout: may 0.3's I/O timers are not
-//! safe when a wait completes on another worker than the one that armed it
-//! (a stress run of this client aborted inside may's timer list). Each
-//! socket is registered instead with one process-wide
-//! watchdog (`src/watchdog.rs`), which shuts it down once the call's deadline has
-//! passed; the blocked read or write then returns, and the call fails
-//! with [`RemoteErrorKind::Timeout`]. Connecting and waiting for a free
-//! socket still use may's own timeouts: connects happen once per pooled
-//! socket, and the socket wait is a coroutine timer, not an I/O one.
+//! No socket carries a `may` timeout: may 0.3's I/O timers are not safe
+//! when a wait completes on another worker than the one that armed it (a
+//! stress run of this client aborted inside may's timer list). Each socket
+//! is registered instead with one process-wide watchdog
+//! (`src/watchdog.rs`), which shuts it down once the call's deadline has
+//! passed; the blocked read or write then returns, and the call fails with
+//! [`RemoteErrorKind::Timeout`]. A socket the watchdog shut down as its
+//! call finished is retired, not pooled. Connecting is bounded by std's
+//! `connect_timeout` (previous section). Waiting for a free socket uses a
+//! coroutine timer (a different list), and only when every socket is busy.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -190,6 +196,12 @@ static RETIRED: Mutex<Vec<(Instant, Box<Conn>)>> = Mutex::new(Vec::new());
 /// later call), dropping those whose time is up.
 fn retire(conn: Box<Conn>) {
     let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+    RETIRED.lock().push((Instant::now(), conn));
+    prune_retired();
+}
+
+/// Drops the retired connections whose time is up.
+fn prune_retired() {
     let now = Instant::now();
     let expired: Vec<(Instant, Box<Conn>)> = {
         let mut retired = RETIRED.lock();
@@ -197,7 +209,6 @@ fn retire(conn: Box<Conn>) {
             .into_iter()
             .partition(|(at, _)| now.duration_since(*at) < RETIRE_AFTER);
         *retired = keep;
-        retired.push((now, conn));
         expired
     };
     // Closed outside the lock.
@@ -315,6 +326,14 @@ impl Pool {
         commands: &[&[&[u8]]],
         deadline: Instant,
     ) -> Result<Vec<Reply>, RemoteError> {
+        // Out of time already (a long wait for a socket): fail without
+        // touching one, so a healthy pooled socket is not retired for it.
+        if Instant::now() >= deadline {
+            return Err(self.error(
+                RemoteErrorKind::Timeout,
+                format!("no reply within {:?}", self.timeout),
+            ));
+        }
         let request = encode_commands(commands);
         let pooled = self.idle.lock().pop();
         let reused = pooled.is_some();
@@ -324,7 +343,7 @@ impl Pool {
         };
         match self.exchange(&mut conn, &request, commands.len(), deadline) {
             Ok(replies) => {
-                self.idle.lock().push(conn);
+                self.put_back(conn);
                 Ok(replies)
             }
             Err((e, got_bytes)) => {
@@ -337,7 +356,7 @@ impl Pool {
                     let mut fresh = self.connect(deadline)?;
                     return match self.exchange(&mut fresh, &request, commands.len(), deadline) {
                         Ok(replies) => {
-                            self.idle.lock().push(fresh);
+                            self.put_back(fresh);
                             Ok(replies)
                         }
                         Err((e, _)) => {
@@ -351,22 +370,37 @@ impl Pool {
         }
     }
 
+    /// Returns a socket after a successful call to the pool, unless the
+    /// watchdog shut it down as the call finished, or bytes beyond the
+    /// replies arrived (the stream is out of step): then it is retired.
+    fn put_back(&self, conn: Box<Conn>) {
+        if conn.watch.fired() || conn.at != conn.buf.len() {
+            retire(conn);
+        } else {
+            self.idle.lock().push(conn);
+        }
+    }
+
     fn connect(&self, deadline: Instant) -> Result<Box<Conn>, RemoteError> {
+        prune_retired();
         let mut last = None;
         for addr in &self.resolved {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            match may::net::TcpStream::connect_timeout(addr, left) {
-                Ok(stream) => {
+            match connect_off_runtime(*addr, left) {
+                Ok(std) => {
                     // Nagle would hold back a pipelined write's tail.
-                    let _ = stream.set_nodelay(true);
-                    // The watchdog's own descriptor of the socket.
-                    let second = stream
-                        .inner()
+                    let _ = std.set_nodelay(true);
+                    // The watchdog's own descriptor of the socket, taken
+                    // while it is a plain socket (dropping it on failure is
+                    // then free of may's windows).
+                    let second = std
                         .try_clone()
                         .map_err(|e| self.io_error(&e, "registering the socket"))?;
+                    let stream =
+                        into_may(std).map_err(|e| self.io_error(&e, "registering the socket"))?;
                     return Ok(Box::new(Conn {
                         watch: watchdog().register(second),
                         stream,
@@ -494,6 +528,36 @@ impl Pool {
         }
         Ok(replies)
     }
+}
+
+/// Connects to `addr` within `timeout` on a short-lived plain thread (a
+/// blocking connect there parks no worker), and waits for it through a
+/// `may` channel: a coroutine parks, a plain thread blocks. This keeps
+/// `may`'s own connect, and its I/O timer, out of the client (module docs,
+/// "Sockets stay put"). Connects are rare (a new pool's sockets, and one
+/// after each failed call), so a thread each is cheap.
+fn connect_off_runtime(addr: SocketAddr, timeout: Duration) -> io::Result<std::net::TcpStream> {
+    let (tx, rx) = may::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("ringcache-redis-connect".into())
+        .spawn(move || {
+            // The receiver may be gone (a caller that gave up): nothing to do.
+            let _ = tx.send(std::net::TcpStream::connect_timeout(&addr, timeout));
+        })?;
+    rx.recv()
+        .map_err(|_| io::Error::other("the connecting thread ended without an answer"))?
+}
+
+/// Hands a connected plain socket to `may` (non-blocking, registered with
+/// its event loop). may's `from_raw_fd` panics when registration fails
+/// (the descriptor is closed by then); that becomes an error here.
+fn into_may(stream: std::net::TcpStream) -> io::Result<may::net::TcpStream> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let fd = stream.into_raw_fd();
+    // SAFETY: `fd` is a connected TCP socket this function owns (taken
+    // from `stream` above) and hands over exactly once.
+    std::panic::catch_unwind(|| unsafe { may::net::TcpStream::from_raw_fd(fd) })
+        .map_err(|_| io::Error::other("the socket could not be registered with the runtime"))
 }
 
 /// Encodes commands as RESP arrays of bulk strings, back to back.
