@@ -285,12 +285,17 @@ impl Pool {
         }
     }
 
+    /// The call ran out of its deadline.
+    fn timed_out(&self) -> RemoteError {
+        self.error(
+            RemoteErrorKind::Timeout,
+            format!("no reply within {:?}", self.timeout),
+        )
+    }
+
     fn io_error(&self, e: &io::Error, what: &str) -> RemoteError {
         match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => self.error(
-                RemoteErrorKind::Timeout,
-                format!("no reply within {:?}", self.timeout),
-            ),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => self.timed_out(),
             _ => self.error(RemoteErrorKind::Io, format!("{what}: {e}")),
         }
     }
@@ -329,10 +334,7 @@ impl Pool {
         // Out of time already (a long wait for a socket): fail without
         // touching one, so a healthy pooled socket is not retired for it.
         if Instant::now() >= deadline {
-            return Err(self.error(
-                RemoteErrorKind::Timeout,
-                format!("no reply within {:?}", self.timeout),
-            ));
+            return Err(self.timed_out());
         }
         let request = encode_commands(commands);
         let pooled = self.idle.lock().pop();
@@ -434,32 +436,15 @@ impl Pool {
         count: usize,
         deadline: Instant,
     ) -> Result<Vec<Reply>, (RemoteError, bool)> {
-        let timed_out = |pool: &Pool| {
-            pool.error(
-                RemoteErrorKind::Timeout,
-                format!("no reply within {:?}", pool.timeout),
-            )
-        };
-        // A pooled socket whose previous call the watchdog cut off at the
-        // last moment (it fired as that call finished) is dead: reported
-        // as a broken socket with nothing sent, so the caller retries once
-        // on a fresh one.
-        if conn.watch.fired() {
-            return Err((
-                self.error(
-                    RemoteErrorKind::Io,
-                    "the socket was shut down at its last deadline",
-                ),
-                false,
-            ));
-        }
+        // A socket the watchdog fired on never reaches here: `put_back`
+        // retires it instead of pooling it.
         if Instant::now() >= deadline {
-            return Err((timed_out(self), true));
+            return Err((self.timed_out(), true));
         }
         conn.watch.writing_until(deadline);
         if let Err(e) = conn.stream.write_all(request) {
             return Err(if conn.watch.fired() {
-                (timed_out(self), false)
+                (self.timed_out(), false)
             } else {
                 (self.io_error(&e, "sending the command"), false)
             });
@@ -491,7 +476,7 @@ impl Pool {
                 conn.at = 0;
             }
             if Instant::now() >= deadline {
-                return Err((timed_out(self), got_bytes));
+                return Err((self.timed_out(), got_bytes));
             }
             let len = conn.buf.len();
             conn.buf.resize(len + READ_CHUNK, 0);
@@ -506,7 +491,7 @@ impl Pool {
                 // socket is retired either way).
                 _ if conn.watch.fired() => {
                     conn.buf.truncate(len);
-                    return Err((timed_out(self), got_bytes));
+                    return Err((self.timed_out(), got_bytes));
                 }
                 Ok(_) => {
                     conn.buf.truncate(len);
