@@ -599,6 +599,19 @@ fn older<'a>(best: &mut Option<(u64, &'a Key)>, k: &'a Key, e: &Entry) {
     }
 }
 
+/// The hasher of every embedded node's map: one random seed per process,
+/// shared by all nodes, so a key has the same map hash, and so the same
+/// shard and the same place in its table, on every node. Relocation then
+/// moves a source shard's keys into one destination shard, in table
+/// order, instead of scattering each batch over every shard of the
+/// destination's (cold) tables. Sharing the seed among nodes does not
+/// weaken it against crafted keys: it is still random per process and
+/// never leaves it.
+fn map_hasher() -> ahash::RandomState {
+    static HASHER: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    HASHER.get_or_init(ahash::RandomState::new).clone()
+}
+
 /// A fast thread-local xorshift generator for eviction sampling; placement
 /// never depends on it.
 fn random() -> usize {
@@ -623,7 +636,7 @@ impl MemStore {
     /// An empty node that holds at most `max_bytes` (see [`ENTRY_OVERHEAD`]).
     pub fn new(max_bytes: usize) -> MemStore {
         MemStore {
-            map: DashMap::with_hasher_and_shard_amount(ahash::RandomState::new(), SHARDS),
+            map: DashMap::with_hasher_and_shard_amount(map_hasher(), SHARDS),
             max_bytes,
             bytes: AtomicUsize::new(0),
             hits: StripedCounter::new(),
@@ -1170,6 +1183,27 @@ impl Store for MemStore {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Relocation's locality rests on this: a key has the same map hash,
+    /// so the same shard, on every node of the process (one hasher seed),
+    /// and nodes made at different times still agree.
+    #[test]
+    fn every_node_hashes_a_key_to_the_same_shard() {
+        let a = MemStore::new(1 << 20);
+        let b = MemStore::new(1 << 20);
+        let c = std::thread::spawn(|| MemStore::new(1 << 20)).join().unwrap();
+        let shards: std::collections::HashSet<usize> = (0..1000u32)
+            .map(|i| {
+                let k = format!("key:{i:016x}");
+                let at = a.locate(k.as_bytes());
+                assert_eq!(at, b.locate(k.as_bytes()));
+                assert_eq!(at, c.locate(k.as_bytes()));
+                at.1
+            })
+            .collect();
+        // Still spread over the shards, not one hash for all.
+        assert_eq!(shards.len(), SHARDS);
+    }
 
     /// Every path of the store that touches hashbrown's raw table (inserts
     /// by stored hash, growth, scans, batch export, import, batch removal,
