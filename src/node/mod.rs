@@ -1191,7 +1191,9 @@ mod tests {
     fn every_node_hashes_a_key_to_the_same_shard() {
         let a = MemStore::new(1 << 20);
         let b = MemStore::new(1 << 20);
-        let c = std::thread::spawn(|| MemStore::new(1 << 20)).join().unwrap();
+        let c = std::thread::spawn(|| MemStore::new(1 << 20))
+            .join()
+            .unwrap();
         let shards: std::collections::HashSet<usize> = (0..1000u32)
             .map(|i| {
                 let k = format!("key:{i:016x}");

@@ -405,10 +405,11 @@ impl Ring {
     /// ketama weight, and the node joins last in server order.
     ///
     /// **Locking behaviour:** takes the writer mutex; lookups are not
-    /// affected. Under xxh3 it costs O(points + weight log weight): the new
-    /// node's points are sorted and merged into the current run, not
-    /// re-sorted with it. Under ketama the table is rebuilt (40 MD5 digests
-    /// per node).
+    /// affected. Under xxh3 it costs O(points + weight log weight), most
+    /// of it copies: the new node's points are sorted and spliced into the
+    /// current arrays, and the lookup table is patched around them, not
+    /// rebuilt. Under ketama the table is rebuilt (40 MD5 digests per
+    /// node).
     ///
     /// # Errors
     ///

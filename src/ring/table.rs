@@ -24,11 +24,18 @@
 //! # Edits
 //!
 //! Under xxh3 a node's points depend only on its own name and weight, so an
-//! edit merges or subtracts that node's sorted run. Under ketama every node's
-//! point count depends on the total weight and the server count, so an edit
-//! rebuilds the table: about 40 MD5 digests per node (a 1000-node ring costs
-//! 40 000 digests, a few milliseconds). Edits are rare and off the lookup
-//! path either way.
+//! edit splices that node's sorted points into (or out of) the arrays: each
+//! changed point's place is found by bisection and the stretches between
+//! them are copied whole. The lookup table is patched the same way when its
+//! shape allows (same bucket count and slot width, the members changed by
+//! at most one): old run entries and buckets are copied with their starts
+//! and slots adjusted, and only the buckets the changed points fall in (and
+//! the empty ones just before them) are rewritten; see
+//! `LookupTable::patched`. Otherwise it is built afresh. Under ketama every
+//! node's point count depends on the total weight and the server count, so
+//! an edit rebuilds the table: about 40 MD5 digests per node (a 1000-node
+//! ring costs 40 000 digests, a few milliseconds). Edits are rare and off
+//! the lookup path either way.
 //!
 //! # The lookup table
 //!
@@ -198,7 +205,7 @@ impl RingTable {
     /// sorting every point. Each node's `vnodes` is computed from the
     /// weights (the value passed in is ignored).
     ///
-    /// Edits of a live xxh3 ring do not come this way (they merge, see
+    /// Edits of a live xxh3 ring do not come this way (they splice, see
     /// `RingTable::with_node`); ketama edits do, since every node's point
     /// count may change.
     ///
@@ -258,12 +265,28 @@ impl RingTable {
         placement: Placement,
         version: u64,
         nodes: Vec<NodeInfo>,
+        arrays: (Vec<u64>, Vec<NodeId>),
+    ) -> RingTable {
+        RingTable::from_edit(placement, version, nodes, arrays, None)
+    }
+
+    /// As [`RingTable::from_sorted`], for a table that differs from `edit`'s
+    /// by its points: the lookup table is patched from the old one where
+    /// it can be (see [`LookupTable::patched`]), built afresh otherwise.
+    fn from_edit(
+        placement: Placement,
+        version: u64,
+        nodes: Vec<NodeInfo>,
         (points, owners): (Vec<u64>, Vec<NodeId>),
+        edit: Option<Edit<'_>>,
     ) -> RingTable {
         debug_assert_eq!(points.len(), owners.len());
         debug_assert!(points.windows(2).all(|w| w[0] <= w[1]));
         let slot_ids: Box<[NodeId]> = nodes.iter().map(|n| n.id).collect();
-        let lookup = LookupTable::build(&points, &owners, &slot_ids, placement.space_bits());
+        let space_bits = placement.space_bits();
+        let lookup = edit
+            .and_then(|e| LookupTable::patched(e, &points, &owners, &slot_ids, space_bits))
+            .unwrap_or_else(|| LookupTable::build(&points, &owners, &slot_ids, space_bits));
         RingTable {
             version,
             placement,
@@ -555,7 +578,7 @@ impl RingTable {
 
     /// A new table at `version` with `node` added.
     ///
-    /// Under xxh3 its points are merged in and `node.points` is set to its
+    /// Under xxh3 its points are spliced in and `node.points` is set to its
     /// weight; under ketama the table is rebuilt. The caller has checked that
     /// the id and name are new.
     pub(super) fn with_node(&self, version: u64, mut node: NodeInfo) -> RingTable {
@@ -569,8 +592,7 @@ impl RingTable {
         node.points = node.weight;
         let added = sorted_points(&node.name, 0..node.points);
         nodes.insert(at, node);
-        let merged = self.merge(&nodes, &added, id);
-        RingTable::from_sorted(self.placement, version, nodes, merged)
+        self.splice_in_edit(version, nodes, &added, id)
     }
 
     /// A new table at `version` without node `id` and its points (ketama:
@@ -580,18 +602,17 @@ impl RingTable {
         if self.placement == Placement::Ketama {
             return RingTable::build_with(self.placement, version, nodes);
         }
-        let kept = self
-            .points()
-            .filter(|&(_, owner)| owner != id)
-            .unzip::<u64, NodeId, Vec<_>, Vec<_>>();
-        RingTable::from_sorted(self.placement, version, nodes, kept)
+        let places: Vec<usize> = (0..self.owners.len())
+            .filter(|&i| self.owners[i] == id)
+            .collect();
+        self.splice_out_edit(version, nodes, &places, id)
     }
 
     /// A new table at `version` in which node `id` has weight `weight`.
     ///
-    /// Under xxh3 (weight = vnodes), raising from `v` to `w` merges in points
-    /// `v..w`; lowering removes points `w..v`; no other point changes. Under
-    /// ketama the table is rebuilt from the new weights.
+    /// Under xxh3 (weight = vnodes), raising from `v` to `w` splices in
+    /// points `v..w`; lowering removes points `w..v`; no other point
+    /// changes. Under ketama the table is rebuilt from the new weights.
     pub(super) fn with_weight(&self, version: u64, id: NodeId, weight: u32) -> RingTable {
         let mut nodes = self.nodes.to_vec();
         let slot = nodes
@@ -605,21 +626,27 @@ impl RingTable {
         let vnodes = weight;
         nodes[slot].points = vnodes;
         let name = nodes[slot].name.clone();
-        let arrays = match vnodes.cmp(&old) {
-            Ordering::Equal => self.arrays(),
-            Ordering::Greater => self.merge(&nodes, &sorted_points(&name, old..vnodes), id),
-            Ordering::Less => self.subtract(&sorted_points(&name, vnodes..old), id),
-        };
-        RingTable::from_sorted(self.placement, version, nodes, arrays)
+        match vnodes.cmp(&old) {
+            Ordering::Equal => {
+                let arrays = (self.points.to_vec(), self.owners.to_vec());
+                RingTable::from_sorted(self.placement, version, nodes, arrays)
+            }
+            Ordering::Greater => {
+                self.splice_in_edit(version, nodes, &sorted_points(&name, old..vnodes), id)
+            }
+            Ordering::Less => {
+                let places = self.removal_positions(&sorted_points(&name, vnodes..old), id);
+                self.splice_out_edit(version, nodes, &places, id)
+            }
+        }
     }
 
-    fn arrays(&self) -> (Vec<u64>, Vec<NodeId>) {
-        (self.points.to_vec(), self.owners.to_vec())
-    }
-
-    /// Merges `added` (sorted points, all owned by `id`) into this table's
-    /// points. `nodes` is the new member list, used to break ties by name.
-    fn merge(&self, nodes: &[NodeInfo], added: &[u64], id: NodeId) -> (Vec<u64>, Vec<NodeId>) {
+    /// Where each of `added` (sorted points, all owned by `id`) goes among
+    /// this table's points: the number of this table's entries that sort
+    /// before it (ties by name: an existing entry whose owner's name sorts
+    /// at or before `id`'s stays first, so a node's equal points keep
+    /// their order). Non-decreasing. `nodes` is the new member list.
+    fn insert_positions(&self, nodes: &[NodeInfo], added: &[u64], id: NodeId) -> Vec<usize> {
         let name_of = |owner: NodeId| -> &str {
             let slot = nodes
                 .binary_search_by_key(&owner, |n| n.id)
@@ -627,57 +654,107 @@ impl RingTable {
             &nodes[slot].name
         };
         let new_name = name_of(id);
+        let mut from = 0;
+        added
+            .iter()
+            .map(|&a| {
+                let mut k = from + self.points[from..].partition_point(|&p| p < a);
+                while k < self.points.len()
+                    && self.points[k] == a
+                    && name_of(self.owners[k]) <= new_name
+                {
+                    k += 1;
+                }
+                from = k;
+                k
+            })
+            .collect()
+    }
+
+    /// The indexes of this table's entries that removing `removed` (sorted
+    /// points owned by `id`) takes out: one entry owned by `id` per removed
+    /// point (other owners' equal points stay), increasing. A point `id`
+    /// does not have is skipped.
+    fn removal_positions(&self, removed: &[u64], id: NodeId) -> Vec<usize> {
+        let mut from = 0;
+        let mut places = Vec::with_capacity(removed.len());
+        for &r in removed {
+            let mut k = from + self.points[from..].partition_point(|&p| p < r);
+            while k < self.points.len() && self.points[k] == r && self.owners[k] != id {
+                k += 1;
+            }
+            if k < self.points.len() && self.points[k] == r {
+                places.push(k);
+                from = k + 1;
+            }
+        }
+        places
+    }
+
+    /// The table at `version` with `added` (sorted points owned by `id`)
+    /// put in where [`RingTable::insert_positions`] says, members `nodes`
+    /// (`id` among them): the old arrays are copied a stretch at a time
+    /// between the added points.
+    fn splice_in_edit(
+        &self,
+        version: u64,
+        nodes: Vec<NodeInfo>,
+        added: &[u64],
+        id: NodeId,
+    ) -> RingTable {
+        let places = self.insert_positions(&nodes, added, id);
         let total = self.points.len() + added.len();
         let mut points = Vec::with_capacity(total);
         let mut owners = Vec::with_capacity(total);
-        let (mut i, mut j) = (0, 0);
-        while i < self.points.len() && j < added.len() {
-            let (p, owner) = (self.points[i], self.owners[i]);
-            // Existing entry first when its (point, name) sorts first; a
-            // same-node tie (a node with two equal points) keeps it first too.
-            let existing_first = match p.cmp(&added[j]) {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                Ordering::Equal => name_of(owner) <= new_name,
-            };
-            if existing_first {
-                points.push(p);
-                owners.push(owner);
-                i += 1;
-            } else {
-                points.push(added[j]);
-                owners.push(id);
-                j += 1;
-            }
+        let mut prev = 0;
+        for (&a, &k) in added.iter().zip(&places) {
+            points.extend_from_slice(&self.points[prev..k]);
+            owners.extend_from_slice(&self.owners[prev..k]);
+            points.push(a);
+            owners.push(id);
+            prev = k;
         }
-        points.extend_from_slice(&self.points[i..]);
-        owners.extend_from_slice(&self.owners[i..]);
-        points.extend_from_slice(&added[j..]);
-        owners.resize(points.len(), id);
-        (points, owners)
+        points.extend_from_slice(&self.points[prev..]);
+        owners.extend_from_slice(&self.owners[prev..]);
+        let edit = Edit {
+            old: self,
+            changed: added,
+            at: &places,
+            added: true,
+            owner: id,
+        };
+        RingTable::from_edit(self.placement, version, nodes, (points, owners), Some(edit))
     }
 
-    /// This table's points less the multiset `removed` (sorted points, all
-    /// owned by `id`); other owners' points are kept even when equal.
-    fn subtract(&self, removed: &[u64], id: NodeId) -> (Vec<u64>, Vec<NodeId>) {
-        let keep = self.points.len().saturating_sub(removed.len());
+    /// The table at `version` without the entries at `places` (increasing
+    /// indexes of entries owned by `id`), members `nodes`.
+    fn splice_out_edit(
+        &self,
+        version: u64,
+        nodes: Vec<NodeInfo>,
+        places: &[usize],
+        id: NodeId,
+    ) -> RingTable {
+        let keep = self.points.len() - places.len();
         let mut points = Vec::with_capacity(keep);
         let mut owners = Vec::with_capacity(keep);
-        let mut j = 0;
-        for (p, owner) in self.points() {
-            if owner == id {
-                while j < removed.len() && removed[j] < p {
-                    j += 1;
-                }
-                if j < removed.len() && removed[j] == p {
-                    j += 1;
-                    continue;
-                }
-            }
-            points.push(p);
-            owners.push(owner);
+        let mut prev = 0;
+        for &k in places {
+            points.extend_from_slice(&self.points[prev..k]);
+            owners.extend_from_slice(&self.owners[prev..k]);
+            prev = k + 1;
         }
-        (points, owners)
+        points.extend_from_slice(&self.points[prev..]);
+        owners.extend_from_slice(&self.owners[prev..]);
+        let changed: Vec<u64> = places.iter().map(|&k| self.points[k]).collect();
+        let edit = Edit {
+            old: self,
+            changed: &changed,
+            at: places,
+            added: false,
+            owner: id,
+        };
+        RingTable::from_edit(self.placement, version, nodes, (points, owners), Some(edit))
     }
 }
 
@@ -790,7 +867,27 @@ impl SlotMap {
     }
 }
 
+/// An edit of a table, for [`LookupTable::patched`]: the table before it
+/// and the points of one member it added or removed.
+#[derive(Clone, Copy)]
+struct Edit<'a> {
+    /// The table the edit started from.
+    old: &'a RingTable,
+    /// The points added or removed, sorted (a multiset: a node may have
+    /// equal points).
+    changed: &'a [u64],
+    /// For each changed point, an index into the old table's arrays: where
+    /// an added point went in (the number of old entries before it), or
+    /// which entry was removed. Non-decreasing.
+    at: &'a [usize],
+    /// Whether `changed` was added (else removed).
+    added: bool,
+    /// The member whose points changed.
+    owner: NodeId,
+}
+
 /// The lookup arrays of a table, as [`LookupTable::build`] makes them.
+#[derive(PartialEq, Eq, Debug)]
 struct LookupTable {
     runs: Box<[u32]>,
     buckets: Box<[u32]>,
@@ -801,51 +898,270 @@ struct LookupTable {
 }
 
 impl LookupTable {
-    /// The bucket table of sorted `points` (all below `2^space_bits`) owned
-    /// by `owners`; `slot_ids` lists the members' ids sorted (a slot is an
-    /// index into it). One pass over points and buckets.
-    fn build(points: &[u64], owners: &[NodeId], slot_ids: &[NodeId], space_bits: u32) -> Self {
+    /// The shifts and masks of a table over `points` points and `members`
+    /// member slots, with no runs or buckets yet.
+    fn shape(points: usize, members: usize, space_bits: u32) -> Self {
         // `BUCKETS_PER_POINT` per point rounded to the nearest power of two
         // (x 181/128, about sqrt 2, before flooring the log): 2.8 to 5.7
         // per point. At least 2 buckets (so the shift stays below 64), at
         // most 2^MAX_BUCKET_BITS, never more bits than the space has.
-        let target = points.len().saturating_mul(BUCKETS_PER_POINT);
+        let target = points.saturating_mul(BUCKETS_PER_POINT);
         let bits = (target.saturating_mul(181) / 128)
             .max(1)
             .ilog2()
             .clamp(1, MAX_BUCKET_BITS.min(space_bits));
-        let bucket_shift = space_bits - bits;
-        // Drops the space's unused top bits and the bucket bits; at most
-        // 32 + 24 = 56, so the shift is in range.
-        let key_shift = 64 - space_bits + bits;
         // Enough low bits for the largest slot: members are at most
         // MAX_TOTAL_POINTS = 2^24 (each xxh3 member has a point; ketama
         // gives n members 160 n points), so `slot_bits <= 24`, `run_shift
         // <= 56`, and a sub-key keeps at least 8 bits.
-        let last_slot = u32::try_from(slot_ids.len().saturating_sub(1)).expect("slots fit u32");
+        let last_slot = u32::try_from(members.saturating_sub(1)).expect("slots fit u32");
         let slot_bits = u32::BITS - last_slot.leading_zeros();
         debug_assert!(slot_bits <= RUN_START_BITS);
-        let run_shift = 32 + slot_bits;
-        let slot_mask = (1u32 << slot_bits) - 1;
-        let slot_of = SlotMap::new(slot_ids);
-        let mut runs = Vec::with_capacity(points.len());
-        for (&p, &owner) in points.iter().zip(owners) {
-            let slot = slot_of.get(owner);
-            // Exact: `>> run_shift` leaves `32 - slot_bits` bits.
-            let key = ((p << key_shift) >> run_shift) as u32;
-            runs.push((key << slot_bits) | slot);
-        }
-        let mut buckets = Vec::new();
-        if !points.is_empty() {
-            buckets = bucket_entries(points, &runs, bits, bucket_shift, slot_mask);
-        }
         LookupTable {
-            runs: runs.into_boxed_slice(),
-            buckets: buckets.into_boxed_slice(),
-            bucket_shift,
-            key_shift,
-            run_shift,
-            slot_mask,
+            runs: Box::default(),
+            buckets: Box::default(),
+            bucket_shift: space_bits - bits,
+            // Drops the space's unused top bits and the bucket bits; at
+            // most 32 + 24 = 56, so the shift is in range.
+            key_shift: 64 - space_bits + bits,
+            run_shift: 32 + slot_bits,
+            slot_mask: (1u32 << slot_bits) - 1,
+        }
+    }
+
+    /// The run entry of point `p` owned by slot `slot`: its sub-key above
+    /// the slot.
+    #[inline]
+    fn run_entry(&self, p: u64, slot: u32) -> u32 {
+        // Exact: `>> run_shift` leaves `32 - slot_bits` bits.
+        let key = ((p << self.key_shift) >> self.run_shift) as u32;
+        (key << (self.run_shift - 32)) | slot
+    }
+
+    /// The bucket table of sorted `points` (all below `2^space_bits`) owned
+    /// by `owners`; `slot_ids` lists the members' ids sorted (a slot is an
+    /// index into it). One pass over points and buckets.
+    fn build(points: &[u64], owners: &[NodeId], slot_ids: &[NodeId], space_bits: u32) -> Self {
+        let mut table = LookupTable::shape(points.len(), slot_ids.len(), space_bits);
+        let slot_of = SlotMap::new(slot_ids);
+        table.runs = points
+            .iter()
+            .zip(owners)
+            .map(|(&p, &owner)| table.run_entry(p, slot_of.get(owner)))
+            .collect();
+        if !points.is_empty() {
+            let bits = space_bits - table.bucket_shift;
+            table.buckets = bucket_entries(
+                points,
+                &table.runs,
+                bits,
+                table.bucket_shift,
+                table.slot_mask,
+            )
+            .into_boxed_slice();
+        }
+        table
+    }
+
+    /// The table [`LookupTable::build`] would make, made by patching the
+    /// arrays of `edit.old` instead of computing every entry: an edit at
+    /// 100 x 160 changes about 160 of 16 000 run entries and 2^16 buckets
+    /// (and the empty buckets just before those), where a build steps
+    /// through all of them one point and one gap at a time. `None` when
+    /// the patch does not apply: the bucket count or the slot width
+    /// changed, or the members changed by more than one (a build is
+    /// needed then).
+    ///
+    /// The runs are the old ones copied a stretch at a time around the
+    /// changed points (with their slots remapped as in step 1 below), plus
+    /// an entry for each added point. The buckets, on a copy of the old
+    /// ones:
+    ///
+    /// 1. Owner slots of empty buckets follow the member list: a member
+    ///    added at slot `s` moves the slots at or above it up by one, a
+    ///    member removed moves those above it down (the buckets that named
+    ///    the removed member are all rewritten in step 3: each precedes,
+    ///    across empty buckets only, a bucket that held its points).
+    /// 2. Run entries move their start by the number of points added
+    ///    (removed) in earlier buckets: one pass of adds over the array,
+    ///    a constant per stretch between changed buckets.
+    /// 3. Each bucket that a changed point falls in, in increasing order,
+    ///    is rewritten from the new points: its run (start and length,
+    ///    found by bisection), or, if it has become empty, the owner of the
+    ///    first point after it; then the empty buckets before it, back to
+    ///    the first bucket with a run, name the owner of its first point
+    ///    (or of the first point after it). Buckets with a run that this
+    ///    walk stops at are final: either untouched by the edit or changed
+    ///    and already rewritten (lower index); the only stale ones are
+    ///    changed buckets reached by wrapping past index 0, which the walk
+    ///    from their own rewrite covers later.
+    ///
+    /// Debug builds check the result against a build.
+    fn patched(
+        edit: Edit<'_>,
+        points: &[u64],
+        owners: &[NodeId],
+        slot_ids: &[NodeId],
+        space_bits: u32,
+    ) -> Option<Self> {
+        let old = edit.old;
+        debug_assert_eq!(points.len(), owners.len());
+        if points.is_empty() || old.buckets.is_empty() {
+            return None;
+        }
+        let mut table = LookupTable::shape(points.len(), slot_ids.len(), space_bits);
+        if table.bucket_shift != old.bucket_shift || table.slot_mask != old.slot_mask {
+            return None;
+        }
+        let remap = SlotRemap::between(&old.slot_ids, slot_ids)?;
+        let shift = table.bucket_shift;
+        let slot_mask = table.slot_mask;
+        // The runs.
+        let mut runs = Vec::with_capacity(points.len());
+        let copy = |runs: &mut Vec<u32>, range: std::ops::Range<usize>| {
+            let from = &old.runs[range];
+            match remap {
+                SlotRemap::Same => runs.extend_from_slice(from),
+                SlotRemap::Inserted(s) => {
+                    runs.extend(from.iter().map(|&r| r + u32::from(r & slot_mask >= s)));
+                }
+                SlotRemap::Removed(s) => {
+                    runs.extend(from.iter().map(|&r| r - u32::from(r & slot_mask > s)));
+                }
+            }
+        };
+        let mut prev = 0;
+        if edit.added {
+            let slot = slot_ids.binary_search(&edit.owner).ok()?;
+            let slot = u32::try_from(slot).ok()?;
+            for (&p, &k) in edit.changed.iter().zip(edit.at) {
+                copy(&mut runs, prev..k);
+                runs.push(table.run_entry(p, slot));
+                prev = k;
+            }
+        } else {
+            for &k in edit.at {
+                copy(&mut runs, prev..k);
+                prev = k + 1;
+            }
+        }
+        copy(&mut runs, prev..old.runs.len());
+        table.runs = runs.into_boxed_slice();
+        // Steps 1 and 2 in one pass from the old buckets to the new.
+        let total = old.buckets.len();
+        let mut buckets = Vec::with_capacity(total);
+        // Copies `range` with `d` points changed before it. Branch-free per
+        // entry (the match is outside the loops), so they vectorize.
+        let mut copy_buckets = |range: std::ops::Range<usize>, before: usize| {
+            let d = u32::try_from(before).expect("point count fits u32");
+            let d = if edit.added { d } else { d.wrapping_neg() };
+            let from = &old.buckets[range];
+            // All ones for a run entry, zero for an owner slot. Starts stay
+            // below 2^24 (every index does), so the wrapping add of a run
+            // entry never carries into its length.
+            let is_run = |b: u32| ((b as i32) >> 31) as u32;
+            match remap {
+                SlotRemap::Same => {
+                    buckets.extend(from.iter().map(|&b| b.wrapping_add(d & is_run(b))));
+                }
+                SlotRemap::Inserted(s) => buckets.extend(from.iter().map(|&b| {
+                    let slot = b.wrapping_add(u32::from(b >= s));
+                    (b.wrapping_add(d) & is_run(b)) | (slot & !is_run(b))
+                })),
+                SlotRemap::Removed(s) => buckets.extend(from.iter().map(|&b| {
+                    let slot = b.wrapping_sub(u32::from(b > s));
+                    (b.wrapping_add(d) & is_run(b)) | (slot & !is_run(b))
+                })),
+            }
+        };
+        // `changed` is sorted, so its buckets are too; the buckets up to
+        // and including the j-th changed point's bucket (and after the
+        // previous one's) have j changed points before them.
+        let mut from = 0;
+        for (j, &p) in edit.changed.iter().enumerate() {
+            let to = idx_of(p >> shift) + 1;
+            if to > from {
+                copy_buckets(from..to, j);
+                from = to;
+            }
+        }
+        copy_buckets(from..total, edit.changed.len());
+        // 3. The changed buckets and the empty ones before them.
+        let mut last = None;
+        for &p in edit.changed {
+            let bucket = idx_of(p >> shift);
+            if last == Some(bucket) {
+                continue;
+            }
+            last = Some(bucket);
+            let start = points.partition_point(|&q| (q >> shift) < bucket as u64);
+            let len = points[start..]
+                .iter()
+                .take_while(|&&q| q >> shift == bucket as u64)
+                .count();
+            let next = if start == points.len() { 0 } else { start };
+            let owner = table.runs[next] & slot_mask;
+            buckets[bucket] = if len > 0 {
+                let start = u32::try_from(start).expect("point index fits a run entry");
+                let len = u32::try_from(len).unwrap_or(u32::MAX);
+                RUN | (len.min(RUN_LEN_SATURATED) << RUN_START_BITS) | start
+            } else {
+                owner
+            };
+            let mut at = bucket;
+            for _ in 1..total {
+                at = if at == 0 { total - 1 } else { at - 1 };
+                if buckets[at] & RUN != 0 {
+                    break;
+                }
+                buckets[at] = owner;
+            }
+        }
+        table.buckets = buckets.into_boxed_slice();
+        #[cfg(debug_assertions)]
+        {
+            let built = LookupTable::build(points, owners, slot_ids, space_bits);
+            assert!(
+                table == built,
+                "a patched lookup table differs from a built one"
+            );
+        }
+        Some(table)
+    }
+}
+
+/// A bucket index from a shifted hash: below the bucket count, which is at
+/// most 2^24.
+#[inline]
+fn idx_of(bucket: u64) -> usize {
+    usize::try_from(bucket).expect("bucket fits usize")
+}
+
+/// How an edit changed the member slots (indexes into the sorted ids).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotRemap {
+    /// The same members.
+    Same,
+    /// One member added at this slot; the ones from it on moved up one.
+    Inserted(u32),
+    /// The member at this slot removed; the ones after it moved down one.
+    Removed(u32),
+}
+
+impl SlotRemap {
+    /// The remap from sorted ids `old` to sorted ids `new`, if they differ
+    /// by at most one member.
+    fn between(old: &[NodeId], new: &[NodeId]) -> Option<SlotRemap> {
+        let common = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+        let at = u32::try_from(common).ok()?;
+        if old.len() == new.len() {
+            (common == old.len()).then_some(SlotRemap::Same)
+        } else if new.len() == old.len() + 1 && new[common + 1..] == old[common..] {
+            Some(SlotRemap::Inserted(at))
+        } else if old.len() == new.len() + 1 && old[common + 1..] == new[common..] {
+            Some(SlotRemap::Removed(at))
+        } else {
+            None
         }
     }
 }
@@ -971,7 +1287,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_equals_rebuild() {
+    fn splice_equals_rebuild() {
         let base = RingTable::build(1, vec![info(0, "a", 50), info(2, "c", 20)]);
         let merged = base.with_node(2, info(1, "b", 30));
         let rebuilt = RingTable::build(
@@ -989,6 +1305,174 @@ mod tests {
         let gone = down.without_node(5, NodeId(1));
         assert_eq!(gone.points, base.points);
         assert_eq!(gone.owners, base.owners);
+    }
+
+    /// What turned `old` into `new`, as an edit of one owner's points:
+    /// the changed points, their indexes in `old` (see [`Edit::at`]),
+    /// whether they were added, and their owner.
+    fn edit_between(old: &RingTable, new: &RingTable) -> (Vec<u64>, Vec<usize>, bool, NodeId) {
+        let old_entries: Vec<(u64, NodeId)> = old.points().collect();
+        let new_entries: Vec<(u64, NodeId)> = new.points().collect();
+        let added = new_entries.len() >= old_entries.len();
+        let (big, small) = if added {
+            (&new_entries, &old_entries)
+        } else {
+            (&old_entries, &new_entries)
+        };
+        let (mut changed, mut at, mut owner) = (Vec::new(), Vec::new(), None);
+        let mut j = 0;
+        for (i, &(p, o)) in big.iter().enumerate() {
+            if j < small.len() && small[j] == (p, o) {
+                j += 1;
+            } else {
+                changed.push(p);
+                // An added point goes in before old entry `j`; a removed
+                // one is old entry `i`.
+                at.push(if added { j } else { i });
+                assert!(owner.is_none_or(|w| w == o), "one owner's points change");
+                owner = Some(o);
+            }
+        }
+        assert_eq!(j, small.len(), "an edit only adds or only removes");
+        (changed, at, added, owner.unwrap_or(NodeId(0)))
+    }
+
+    /// Patches `new`'s lookup table from `old`'s and checks it against a
+    /// build; true if the patch applied.
+    fn patch_agrees(old: &RingTable, new: &RingTable) -> bool {
+        let (changed, at, added, owner) = edit_between(old, new);
+        let edit = Edit {
+            old,
+            changed: &changed,
+            at: &at,
+            added,
+            owner,
+        };
+        let space = new.placement.space_bits();
+        let built = LookupTable::build(&new.points, &new.owners, &new.slot_ids, space);
+        match LookupTable::patched(edit, &new.points, &new.owners, &new.slot_ids, space) {
+            Some(patched) => {
+                assert_eq!(patched, built);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A small deterministic generator for the edit sequences.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Edits of every kind (members added below, between and above the
+    /// others' ids, removed, re-weighted up and down) give the lookup
+    /// table a build would, and most are patched rather than built.
+    #[test]
+    fn patched_lookup_tables_equal_built_ones() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut t = RingTable::build(
+            1,
+            (0..12u32)
+                .map(|i| info(i * 10, &format!("n{i}"), 100))
+                .collect(),
+        );
+        let (mut patched, mut edits) = (0, 0);
+        for version in 2..400u64 {
+            let r = xorshift(&mut rng);
+            let members = t.nodes.len();
+            let weight = 60 + u32::try_from(xorshift(&mut rng) % 80).unwrap();
+            let next = match r % 4 {
+                0 if members < 16 => {
+                    let id = u32::try_from(xorshift(&mut rng) % 200).unwrap();
+                    if t.node(NodeId(id)).is_some() {
+                        continue;
+                    }
+                    t.with_node(version, info(id, &format!("m{id}"), weight))
+                }
+                1 if members > 8 => {
+                    let victim = t.nodes[usize::try_from(r >> 8).unwrap() % members].id;
+                    t.without_node(version, victim)
+                }
+                _ => {
+                    let target = t.nodes[usize::try_from(r >> 8).unwrap() % members].id;
+                    t.with_weight(version, target, weight)
+                }
+            };
+            edits += 1;
+            patched += usize::from(patch_agrees(&t, &next));
+            t = next;
+        }
+        assert!(patched * 4 > edits * 3, "only {patched} of {edits} patched");
+    }
+
+    /// Patching crowded tables: a few buckets hold most points (runs past
+    /// the saturated length among them), points repeat, and edits touch
+    /// the first and last buckets, so walks wrap past index 0.
+    #[test]
+    fn patched_crowded_tables_equal_built_ones() {
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let ids: Vec<NodeId> = (0..5).map(NodeId).collect();
+        let nodes: Vec<NodeInfo> = ids
+            .iter()
+            .map(|id| info(id.0, &format!("c{}", id.0), 1))
+            .collect();
+        let point = |rng: &mut u64| -> u64 {
+            let r = xorshift(rng);
+            match r % 4 {
+                // One crowded bucket, a repeated point, the space's ends.
+                0 => (3 << 58) | (r >> 40),
+                1 => 42 << 50,
+                2 => r >> 50,
+                _ => u64::MAX - (r >> 52),
+            }
+        };
+        let mut entries: Vec<(u64, NodeId)> = (0..1000)
+            .map(|i| (point(&mut rng), ids[i % ids.len()]))
+            .collect();
+        entries.sort_unstable();
+        let mut t = RingTable::from_sorted(
+            Placement::Xxh3,
+            1,
+            nodes.clone(),
+            entries.iter().copied().unzip(),
+        );
+        let (mut patched, mut edits) = (0, 0);
+        for version in 2..200u64 {
+            let owner = ids[usize::try_from(xorshift(&mut rng) % 5).unwrap()];
+            let mut next = entries.clone();
+            let count = 1 + usize::try_from(xorshift(&mut rng) % 15).unwrap();
+            if xorshift(&mut rng) % 2 == 0 || next.len() < 990 {
+                next.extend((0..count).map(|_| (point(&mut rng), owner)));
+            } else {
+                let mut dropped = 0;
+                next.retain(|&(_, o)| {
+                    let keep = o != owner || dropped == count;
+                    dropped += usize::from(!keep);
+                    keep
+                });
+            }
+            next.sort_unstable();
+            let table = RingTable::from_sorted(
+                Placement::Xxh3,
+                version,
+                nodes.clone(),
+                next.iter().copied().unzip(),
+            );
+            edits += 1;
+            patched += usize::from(patch_agrees(&t, &table));
+            t = table;
+            entries = next;
+        }
+        assert!(patched * 4 > edits * 3, "only {patched} of {edits} patched");
+        assert!(
+            t.buckets
+                .iter()
+                .any(|&b| b & RUN != 0 && (b & !RUN) >> RUN_START_BITS == RUN_LEN_SATURATED),
+            "a run is saturated"
+        );
     }
 
     #[test]
