@@ -1475,6 +1475,123 @@ mod tests {
         );
     }
 
+    /// Splices on tables full of ties (equal points of different owners,
+    /// repeated points of one owner, points at the space's ends) give the
+    /// arrays of an independent sort by (point, owner name), and the
+    /// lookup table of a build: members with names that sort unlike their
+    /// ids are added (ids between the others' too), removed, given more
+    /// points and relieved of some (with points they lack among them).
+    #[test]
+    fn splices_with_ties_equal_sorted_builds() {
+        let names = ["e", "b", "g", "a", "f", "c", "d", "h"];
+        let mut rng = 0x1234_5678_9ABC_DEF1u64;
+        let pick = |rng: &mut u64, n: usize| usize::try_from(xorshift(rng)).unwrap() % n;
+        let pool = [
+            0,
+            1,
+            5,
+            1 << 60,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX - 5,
+            u64::MAX,
+        ];
+        let sorted = |nodes: &[NodeInfo], mut entries: Vec<(u64, NodeId)>| {
+            let name = |id: NodeId| nodes.iter().find(|n| n.id == id).unwrap().name.clone();
+            entries.sort_by_key(|&(p, o)| (p, name(o)));
+            RingTable::from_sorted(
+                Placement::Xxh3,
+                2,
+                nodes.to_vec(),
+                entries.into_iter().unzip(),
+            )
+        };
+        for _ in 0..1500 {
+            let mut nodes: Vec<NodeInfo> = Vec::new();
+            for _ in 0..pick(&mut rng, 5) {
+                let (id, name) = (
+                    pick(&mut rng, 12) as u32,
+                    names[pick(&mut rng, names.len())],
+                );
+                if nodes.iter().all(|n| n.id.0 != id && &*n.name != name) {
+                    nodes.push(info(id, name, 1));
+                }
+            }
+            // A member with spread points, so that small edits keep the
+            // table's shape and get patched.
+            nodes.push(info(100, "zz", 1));
+            nodes.sort_by_key(|n| n.id);
+            let mut entries: Vec<(u64, NodeId)> = Vec::new();
+            for n in &nodes {
+                for _ in 0..pick(&mut rng, if n.id.0 == 100 { 60 } else { 7 }) {
+                    let p = if n.id.0 == 100 {
+                        xorshift(&mut rng)
+                    } else {
+                        pool[pick(&mut rng, pool.len())]
+                    };
+                    entries.push((p, n.id));
+                }
+            }
+            let t = sorted(&nodes, entries.clone());
+            let mut pts: Vec<u64> = (0..pick(&mut rng, 7))
+                .map(|_| pool[pick(&mut rng, pool.len())])
+                .collect();
+            pts.sort_unstable();
+            let member = nodes[pick(&mut rng, nodes.len())].id;
+            let (got, expected) = match pick(&mut rng, 3) {
+                0 => {
+                    let (id, name) = (
+                        pick(&mut rng, 12) as u32,
+                        names[pick(&mut rng, names.len())],
+                    );
+                    if nodes.iter().any(|n| n.id.0 == id || &*n.name == name) {
+                        continue;
+                    }
+                    let mut with = nodes.clone();
+                    with.push(info(id, name, 1));
+                    with.sort_by_key(|n| n.id);
+                    entries.extend(pts.iter().map(|&p| (p, NodeId(id))));
+                    let got = t.splice_in_edit(2, with.clone(), &pts, NodeId(id));
+                    (got, sorted(&with, entries))
+                }
+                1 => {
+                    entries.extend(pts.iter().map(|&p| (p, member)));
+                    (
+                        t.splice_in_edit(2, nodes.clone(), &pts, member),
+                        sorted(&nodes, entries),
+                    )
+                }
+                _ => {
+                    // Some of its points and, at times, ones it lacks.
+                    let mut gone: Vec<u64> = t
+                        .points()
+                        .filter(|&(_, o)| o == member)
+                        .map(|(p, _)| p)
+                        .filter(|_| pick(&mut rng, 2) == 0)
+                        .collect();
+                    gone.extend(pts.iter().take(pick(&mut rng, 3)));
+                    gone.sort_unstable();
+                    let places = t.removal_positions(&gone, member);
+                    for &k in &places {
+                        let at = entries
+                            .iter()
+                            .position(|&e| e == (t.points[k], member))
+                            .unwrap();
+                        entries.swap_remove(at);
+                    }
+                    (
+                        t.splice_out_edit(2, nodes.clone(), &places, member),
+                        sorted(&nodes, entries),
+                    )
+                }
+            };
+            assert_eq!(got.points, expected.points);
+            assert_eq!(got.owners, expected.owners);
+            assert_eq!(got.runs, expected.runs);
+            assert_eq!(got.buckets, expected.buckets);
+        }
+    }
+
     #[test]
     fn shares_sum_to_one() {
         let t = RingTable::build(1, vec![info(0, "a", 10), info(1, "b", 20), info(2, "c", 1)]);
