@@ -974,8 +974,9 @@ impl LookupTable {
     ///
     /// The runs are the old ones copied a stretch at a time around the
     /// changed points (with their slots remapped as in step 1 below), plus
-    /// an entry for each added point. The buckets, on a copy of the old
-    /// ones:
+    /// an entry for each added point. The buckets are copied from the old
+    /// ones in one pass that applies steps 1 and 2, then step 3 rewrites a
+    /// few:
     ///
     /// 1. Owner slots of empty buckets follow the member list: a member
     ///    added at slot `s` moves the slots at or above it up by one, a
