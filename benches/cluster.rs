@@ -26,9 +26,12 @@ fn value() -> Vec<u8> {
     vec![b'v'; 64]
 }
 
+/// The bare map the cluster is measured against.
+type BareMap = DashMap<Arc<[u8]>, Arc<[u8]>, ahash::RandomState>;
+
 /// The ceiling: the same keys and values in one bare `DashMap` with the
 /// same hasher as the nodes' maps, no ring, no stats, no TTL.
-fn bare_map(keys: &[Vec<u8>]) -> DashMap<Arc<[u8]>, Arc<[u8]>, ahash::RandomState> {
+fn bare_map(keys: &[Vec<u8>]) -> BareMap {
     let map = DashMap::with_hasher(ahash::RandomState::new());
     for k in keys {
         map.insert(Arc::from(k.as_slice()), Arc::from(value().as_slice()));
@@ -80,24 +83,9 @@ fn get_set(c: &mut Criterion) {
     let cl = cluster(&keys);
     let v: Arc<[u8]> = Arc::from(value().as_slice());
     for threads in [1usize, 2] {
-        let mut g = c.benchmark_group(format!("get_{threads}t"));
-        g.throughput(Throughput::Elements(OPS_PER_THREAD * threads as u64));
-        g.measurement_time(Duration::from_secs(3));
-        g.bench_function("ringcache", |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &keys, |k| {
-                    black_box(cl.get(k).unwrap());
-                })
-            })
+        bench_gets(c, &format!("get_{threads}t"), threads, || {
+            (&keys, &map, &cl)
         });
-        g.bench_function("bare_dashmap", |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &keys, |k| {
-                    black_box(map.get(k).map(|e| e.value().clone()));
-                })
-            })
-        });
-        g.finish();
         let mut g = c.benchmark_group(format!("set_{threads}t"));
         g.throughput(Throughput::Elements(OPS_PER_THREAD * threads as u64));
         g.measurement_time(Duration::from_secs(3));
@@ -119,6 +107,36 @@ fn get_set(c: &mut Criterion) {
     }
 }
 
+/// Group `name`: gets on `threads` threads, the cluster beside the bare
+/// map, on the data `data` gives (called only when a benchmark runs).
+fn bench_gets<'a>(
+    c: &mut Criterion,
+    name: &str,
+    threads: usize,
+    data: impl Fn() -> (&'a [Vec<u8>], &'a BareMap, &'a Cluster),
+) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(OPS_PER_THREAD * threads as u64));
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("ringcache", |b| {
+        let (keys, _, cl) = data();
+        b.iter_custom(|iters| {
+            run_threads(threads, iters, keys, |k| {
+                black_box(cl.get(k).unwrap());
+            })
+        })
+    });
+    g.bench_function("bare_dashmap", |b| {
+        let (keys, map, _) = data();
+        b.iter_custom(|iters| {
+            run_threads(threads, iters, keys, |k| {
+                black_box(map.get(k).map(|e| e.value().clone()));
+            })
+        })
+    });
+    g.finish();
+}
+
 /// Single-thread gets on a working set ten times larger: 1M keys, where
 /// the bare map's tables and the nodes' tables fill differently than at
 /// 100k (hash tables double, so either side can be the half-empty one at
@@ -126,40 +144,16 @@ fn get_set(c: &mut Criterion) {
 /// does not pay for it.
 fn get_large(c: &mut Criterion) {
     const LARGE: usize = 1_000_000;
-    type Data = (
-        Vec<Vec<u8>>,
-        DashMap<Arc<[u8]>, Arc<[u8]>, ahash::RandomState>,
-        Cluster,
-    );
-    let data: std::cell::OnceCell<Data> = std::cell::OnceCell::new();
-    let load = || {
-        data.get_or_init(|| {
+    let data: std::cell::OnceCell<(Vec<Vec<u8>>, BareMap, Cluster)> = std::cell::OnceCell::new();
+    bench_gets(c, "get_1t_1m_keys", 1, || {
+        let (keys, map, cl) = data.get_or_init(|| {
             let keys = numbered_keys(LARGE);
             let map = bare_map(&keys);
             let cl = cluster(&keys);
             (keys, map, cl)
-        })
-    };
-    let mut g = c.benchmark_group("get_1t_1m_keys");
-    g.throughput(Throughput::Elements(OPS_PER_THREAD));
-    g.measurement_time(Duration::from_secs(3));
-    g.bench_function("ringcache", |b| {
-        let (keys, _, cl) = load();
-        b.iter_custom(|iters| {
-            run_threads(1, iters, keys, |k| {
-                black_box(cl.get(k).unwrap());
-            })
-        })
+        });
+        (keys, map, cl)
     });
-    g.bench_function("bare_dashmap", |b| {
-        let (keys, map, _) = load();
-        b.iter_custom(|iters| {
-            run_threads(1, iters, keys, |k| {
-                black_box(map.get(k).map(|e| e.value().clone()));
-            })
-        })
-    });
-    g.finish();
 }
 
 /// Relocation speed: add a 4th node to a 3-node cluster holding 1M keys and

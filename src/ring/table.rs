@@ -284,9 +284,18 @@ impl RingTable {
         debug_assert!(points.windows(2).all(|w| w[0] <= w[1]));
         let slot_ids: Box<[NodeId]> = nodes.iter().map(|n| n.id).collect();
         let space_bits = placement.space_bits();
-        let lookup = edit
-            .and_then(|e| LookupTable::patched(e, &points, &owners, &slot_ids, space_bits))
-            .unwrap_or_else(|| LookupTable::build(&points, &owners, &slot_ids, space_bits));
+        let build = || LookupTable::build(&points, &owners, &slot_ids, space_bits);
+        let lookup =
+            match edit.and_then(|e| LookupTable::patched(e, &points, &slot_ids, space_bits)) {
+                Some(patched) => {
+                    debug_assert!(
+                        patched == build(),
+                        "a patched lookup table differs from a built one"
+                    );
+                    patched
+                }
+                None => build(),
+            };
         RingTable {
             version,
             placement,
@@ -703,19 +712,8 @@ impl RingTable {
         id: NodeId,
     ) -> RingTable {
         let places = self.insert_positions(&nodes, added, id);
-        let total = self.points.len() + added.len();
-        let mut points = Vec::with_capacity(total);
-        let mut owners = Vec::with_capacity(total);
-        let mut prev = 0;
-        for (&a, &k) in added.iter().zip(&places) {
-            points.extend_from_slice(&self.points[prev..k]);
-            owners.extend_from_slice(&self.owners[prev..k]);
-            points.push(a);
-            owners.push(id);
-            prev = k;
-        }
-        points.extend_from_slice(&self.points[prev..]);
-        owners.extend_from_slice(&self.owners[prev..]);
+        let points = splice(&self.points, &places, Some(|j| added[j]), copy_all);
+        let owners = splice(&self.owners, &places, Some(|_| id), copy_all);
         let edit = Edit {
             old: self,
             changed: added,
@@ -735,17 +733,8 @@ impl RingTable {
         places: &[usize],
         id: NodeId,
     ) -> RingTable {
-        let keep = self.points.len() - places.len();
-        let mut points = Vec::with_capacity(keep);
-        let mut owners = Vec::with_capacity(keep);
-        let mut prev = 0;
-        for &k in places {
-            points.extend_from_slice(&self.points[prev..k]);
-            owners.extend_from_slice(&self.owners[prev..k]);
-            prev = k + 1;
-        }
-        points.extend_from_slice(&self.points[prev..]);
-        owners.extend_from_slice(&self.owners[prev..]);
+        let points = splice(&self.points, places, None::<fn(usize) -> u64>, copy_all);
+        let owners = splice(&self.owners, places, None::<fn(usize) -> NodeId>, copy_all);
         let changed: Vec<u64> = places.iter().map(|&k| self.points[k]).collect();
         let edit = Edit {
             old: self,
@@ -797,12 +786,10 @@ fn bucket_entries(
             end += 1;
         }
         // Panics (rather than corrupting) if a point were beyond the space.
-        let at = usize::try_from(bucket).expect("bucket fits usize");
+        let at = idx_of(bucket);
         assert!(at < total, "a point beyond the hash space");
         buckets.resize(at, runs[i] & slot_mask);
-        let start = u32::try_from(i).expect("point index fits a run entry");
-        let len = u32::try_from(end - i).unwrap_or(u32::MAX);
-        buckets.push(RUN | (len.min(RUN_LEN_SATURATED) << RUN_START_BITS) | start);
+        buckets.push(run_bucket(i, end - i));
         i = end;
     }
     buckets.resize(total, runs[0] & slot_mask);
@@ -997,16 +984,15 @@ impl LookupTable {
     ///    changed buckets reached by wrapping past index 0, which the walk
     ///    from their own rewrite covers later.
     ///
-    /// Debug builds check the result against a build.
+    /// Debug builds check the result against a build
+    /// ([`RingTable::from_edit`]).
     fn patched(
         edit: Edit<'_>,
         points: &[u64],
-        owners: &[NodeId],
         slot_ids: &[NodeId],
         space_bits: u32,
     ) -> Option<Self> {
         let old = edit.old;
-        debug_assert_eq!(points.len(), owners.len());
         if points.is_empty() || old.buckets.is_empty() {
             return None;
         }
@@ -1018,62 +1004,33 @@ impl LookupTable {
         let shift = table.bucket_shift;
         let slot_mask = table.slot_mask;
         // The runs.
-        let mut runs = Vec::with_capacity(points.len());
-        let copy = |runs: &mut Vec<u32>, range: std::ops::Range<usize>| {
-            let from = &old.runs[range];
-            match remap {
-                SlotRemap::Same => runs.extend_from_slice(from),
-                SlotRemap::Inserted(s) => {
-                    runs.extend(from.iter().map(|&r| r + u32::from(r & slot_mask >= s)));
-                }
-                SlotRemap::Removed(s) => {
-                    runs.extend(from.iter().map(|&r| r - u32::from(r & slot_mask > s)));
-                }
-            }
-        };
-        let mut prev = 0;
-        if edit.added {
-            let slot = slot_ids.binary_search(&edit.owner).ok()?;
-            let slot = u32::try_from(slot).ok()?;
-            for (&p, &k) in edit.changed.iter().zip(edit.at) {
-                copy(&mut runs, prev..k);
-                runs.push(table.run_entry(p, slot));
-                prev = k;
-            }
+        let runs = if edit.added {
+            let slot = u32::try_from(slot_ids.binary_search(&edit.owner).ok()?).ok()?;
+            let added = |j: usize| table.run_entry(edit.changed[j], slot);
+            splice(&old.runs, edit.at, Some(added), |out, from| {
+                out.extend(from.iter().map(|&r| remap.run(r, slot_mask)));
+            })
         } else {
-            for &k in edit.at {
-                copy(&mut runs, prev..k);
-                prev = k + 1;
-            }
-        }
-        copy(&mut runs, prev..old.runs.len());
+            splice(&old.runs, edit.at, None::<fn(usize) -> u32>, |out, from| {
+                out.extend(from.iter().map(|&r| remap.run(r, slot_mask)));
+            })
+        };
         table.runs = runs.into_boxed_slice();
         // Steps 1 and 2 in one pass from the old buckets to the new.
         let total = old.buckets.len();
         let mut buckets = Vec::with_capacity(total);
         // Copies `range` with `d` points changed before it. Branch-free per
-        // entry (the match is outside the loops), so they vectorize.
+        // entry, so it vectorizes.
         let mut copy_buckets = |range: std::ops::Range<usize>, before: usize| {
             let d = u32::try_from(before).expect("point count fits u32");
             let d = if edit.added { d } else { d.wrapping_neg() };
-            let from = &old.buckets[range];
-            // All ones for a run entry, zero for an owner slot. Starts stay
-            // below 2^24 (every index does), so the wrapping add of a run
-            // entry never carries into its length.
-            let is_run = |b: u32| ((b as i32) >> 31) as u32;
-            match remap {
-                SlotRemap::Same => {
-                    buckets.extend(from.iter().map(|&b| b.wrapping_add(d & is_run(b))));
-                }
-                SlotRemap::Inserted(s) => buckets.extend(from.iter().map(|&b| {
-                    let slot = b.wrapping_add(u32::from(b >= s));
-                    (b.wrapping_add(d) & is_run(b)) | (slot & !is_run(b))
-                })),
-                SlotRemap::Removed(s) => buckets.extend(from.iter().map(|&b| {
-                    let slot = b.wrapping_sub(u32::from(b > s));
-                    (b.wrapping_add(d) & is_run(b)) | (slot & !is_run(b))
-                })),
-            }
+            buckets.extend(old.buckets[range].iter().map(|&b| {
+                // All ones for a run entry, zero for an owner slot. Starts
+                // stay below 2^24 (every index does), so the wrapping add
+                // of a run entry never carries into its length.
+                let run = ((b as i32) >> 31) as u32;
+                (b.wrapping_add(d) & run) | (remap.slot(b) & !run)
+            }));
         };
         // `changed` is sorted, so its buckets are too; the buckets up to
         // and including the j-th changed point's bucket (and after the
@@ -1103,9 +1060,7 @@ impl LookupTable {
             let next = if start == points.len() { 0 } else { start };
             let owner = table.runs[next] & slot_mask;
             buckets[bucket] = if len > 0 {
-                let start = u32::try_from(start).expect("point index fits a run entry");
-                let len = u32::try_from(len).unwrap_or(u32::MAX);
-                RUN | (len.min(RUN_LEN_SATURATED) << RUN_START_BITS) | start
+                run_bucket(start, len)
             } else {
                 owner
             };
@@ -1119,14 +1074,6 @@ impl LookupTable {
             }
         }
         table.buckets = buckets.into_boxed_slice();
-        #[cfg(debug_assertions)]
-        {
-            let built = LookupTable::build(points, owners, slot_ids, space_bits);
-            assert!(
-                table == built,
-                "a patched lookup table differs from a built one"
-            );
-        }
         Some(table)
     }
 }
@@ -1138,15 +1085,24 @@ fn idx_of(bucket: u64) -> usize {
     usize::try_from(bucket).expect("bucket fits usize")
 }
 
-/// How an edit changed the member slots (indexes into the sorted ids).
+/// The bucket entry of a run of `len` points starting at point `start`
+/// (a length past [`RUN_LEN_SATURATED`] is saturated).
+fn run_bucket(start: usize, len: usize) -> u32 {
+    let start = u32::try_from(start).expect("point index fits a run entry");
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    RUN | (len.min(RUN_LEN_SATURATED) << RUN_START_BITS) | start
+}
+
+/// How an edit changed the member slots (indexes into the sorted ids):
+/// slot `s` becomes `s + (s >= inserted) - (s > removed)`, `u32::MAX`
+/// standing for no member inserted or removed. One branch-free formula for
+/// all three cases, so the copies that apply it vectorize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SlotRemap {
-    /// The same members.
-    Same,
-    /// One member added at this slot; the ones from it on moved up one.
-    Inserted(u32),
-    /// The member at this slot removed; the ones after it moved down one.
-    Removed(u32),
+struct SlotRemap {
+    /// The slot a member was added at; the ones from it on moved up one.
+    inserted: u32,
+    /// The slot of the member removed; the ones after it moved down one.
+    removed: u32,
 }
 
 impl SlotRemap {
@@ -1155,16 +1111,75 @@ impl SlotRemap {
     fn between(old: &[NodeId], new: &[NodeId]) -> Option<SlotRemap> {
         let common = old.iter().zip(new).take_while(|(a, b)| a == b).count();
         let at = u32::try_from(common).ok()?;
+        let none = u32::MAX;
         if old.len() == new.len() {
-            (common == old.len()).then_some(SlotRemap::Same)
+            (common == old.len()).then_some(SlotRemap {
+                inserted: none,
+                removed: none,
+            })
         } else if new.len() == old.len() + 1 && new[common + 1..] == old[common..] {
-            Some(SlotRemap::Inserted(at))
+            Some(SlotRemap {
+                inserted: at,
+                removed: none,
+            })
         } else if old.len() == new.len() + 1 && old[common + 1..] == new[common..] {
-            Some(SlotRemap::Removed(at))
+            Some(SlotRemap {
+                inserted: none,
+                removed: at,
+            })
         } else {
             None
         }
     }
+
+    /// Slot `s` after the edit. Wrapping, so that it may be applied to any
+    /// `u32` (a bucket entry's copy masks the result away for runs).
+    #[inline(always)]
+    fn slot(self, s: u32) -> u32 {
+        s.wrapping_add(u32::from(s >= self.inserted))
+            .wrapping_sub(u32::from(s > self.removed))
+    }
+
+    /// Run entry `r` (slot in the bits of `slot_mask`) after the edit.
+    #[inline(always)]
+    fn run(self, r: u32, slot_mask: u32) -> u32 {
+        (r & !slot_mask) | self.slot(r & slot_mask)
+    }
+}
+
+/// `old` copied a stretch at a time around `at` (as [`Edit::at`]): with
+/// `added`, `added(j)` goes in before old entry `at[j]`; without, old
+/// entry `at[j]` is left out. `copy` appends a stretch, adjusting its
+/// entries if it needs to.
+fn splice<T>(
+    old: &[T],
+    at: &[usize],
+    mut added: Option<impl FnMut(usize) -> T>,
+    mut copy: impl FnMut(&mut Vec<T>, &[T]),
+) -> Vec<T> {
+    let len = match added {
+        Some(_) => old.len() + at.len(),
+        None => old.len() - at.len(),
+    };
+    let mut out = Vec::with_capacity(len);
+    let mut prev = 0;
+    for (j, &k) in at.iter().enumerate() {
+        copy(&mut out, &old[prev..k]);
+        match &mut added {
+            Some(f) => {
+                out.push(f(j));
+                prev = k;
+            }
+            None => prev = k + 1,
+        }
+    }
+    copy(&mut out, &old[prev..]);
+    out
+}
+
+/// A stretch for [`splice`] copied as it is.
+fn copy_all<T: Copy>(out: &mut Vec<T>, from: &[T]) {
+    out.extend_from_slice(from);
 }
 
 #[cfg(test)]
@@ -1351,7 +1366,7 @@ mod tests {
         };
         let space = new.placement.space_bits();
         let built = LookupTable::build(&new.points, &new.owners, &new.slot_ids, space);
-        match LookupTable::patched(edit, &new.points, &new.owners, &new.slot_ids, space) {
+        match LookupTable::patched(edit, &new.points, &new.slot_ids, space) {
             Some(patched) => {
                 assert_eq!(patched, built);
                 true
