@@ -51,15 +51,29 @@
 //!   wrapping, as a *slot*, an index into a small table of member ids
 //!   (4 bytes a member, so it stays in L1). Such a lookup is one hash and
 //!   one cache-line load.
-//! * A bucket with points holds where its run starts and how many points it
-//!   has. The run is a slice of `runs`, parallel to `points`: each entry is
-//!   4 bytes, the point's *sub-key* (the bits just below the bucket bits, as
-//!   many as fit beside a slot: 25 with 100 members, 22 with 1000) packed
-//!   above its owner's slot, so the search ends on the line it read, 16
-//!   entries to a line. A key whose sub-key equals a point's is settled
-//!   against the full point (a chance of about `run length / 2^sub-key
-//!   bits`). A key past every point of its run belongs to the next run's
-//!   first point.
+//! * A bucket with one point (about 19% of them, nine in ten of those with
+//!   points) holds the point's *point key* (its bits just below the bucket
+//!   bits: 16 with 100 members, 10 with 1000, at least 8) and two slots:
+//!   the point's owner and the next point's. A key whose point key is
+//!   smaller or larger than the point's takes one or the other, again from
+//!   one line; an equal one (a chance of `2^-bits`) is settled by a
+//!   bisection of the full points. Two slots and a key fit 30 bits up to
+//!   2048 members; larger tables store these buckets as runs of one.
+//! * A bucket with more points holds where its run starts and how many
+//!   points it has. The run is a slice of `runs`, parallel to `points`:
+//!   each entry is 4 bytes, the point's *sub-key* (the bits just below the
+//!   bucket bits, as many as fit beside a slot: 25 with 100 members, 22
+//!   with 1000) packed above its owner's slot, so the search ends on the
+//!   line it read, 16 entries to a line. A key whose sub-key equals a
+//!   point's is settled against the full point (a chance of about `run
+//!   length / 2^sub-key bits`). A key past every point of its run belongs
+//!   to the next run's first point.
+//!
+//! So 96–97% of lookups read one line of the table (at 100 x 160 and
+//! 1000 x 160; 74–78% would with runs of one), and the first two kinds
+//! are resolved without a branch, so a lookup whose line is still on its
+//! way does not make the processor throw away the next lookups it has
+//! started.
 //!
 //! A bucket of more than 126 points (only reachable with absurd collisions)
 //! is marked as such and searched by bisection over all points.
@@ -90,8 +104,18 @@ const BUCKETS_PER_POINT: usize = 4;
 /// costs longer runs, not correctness.
 const MAX_BUCKET_BITS: u32 = 24;
 
-/// A bucket entry with this bit set holds a run; without it, an owner slot.
+/// A bucket entry with this bit set holds a run; without it, owner slots
+/// (see [`LookupTable`]).
 const RUN: u32 = 1 << 31;
+
+/// A bucket entry without [`RUN`] and with this bit set holds one point:
+/// its point key and the owner slots below and above it.
+const ONE_POINT: u32 = 1 << 30;
+
+/// The widest slot (members up to 2^11 = 2048) with which a one-point
+/// entry still fits: two slots, [`RUN`], [`ONE_POINT`] and a point key of
+/// at least 8 bits in 32. Wider tables store one-point buckets as runs.
+const MAX_ONE_POINT_SLOT_BITS: u32 = 11;
 
 /// Bits of a run entry that hold the index of its first point: points are
 /// at most [`super::MAX_TOTAL_POINTS`] = 2^24, so every index fits.
@@ -160,22 +184,9 @@ pub struct RingTable {
     points: Box<[u64]>,
     /// `owners[i]` owns `points[i]`.
     owners: Box<[NodeId]>,
-    /// `runs[i]`: the sub-key of `points[i]` (high bits) packed with its
-    /// owner's slot (the low `slot_bits`), 4 bytes, 16 to a cache line.
-    runs: Box<[u32]>,
-    /// One entry per bucket: an owner slot (into `slot_ids`) or, with
-    /// [`RUN`] set, a run's start and length. Empty on an empty ring.
-    buckets: Box<[u32]>,
-    /// `space_bits - bits`: a hash's bucket is `hash >> bucket_shift`.
-    bucket_shift: u32,
-    /// `64 - space_bits + bits`: a hash's sub-key is
-    /// `(hash << key_shift) >> run_shift`, the bits just below the bucket
-    /// bits that fit beside a slot.
-    key_shift: u32,
-    /// `32 + slot_bits`: see `key_shift`.
-    run_shift: u32,
-    /// `2^slot_bits - 1`: a run entry's slot is `entry & slot_mask`.
-    slot_mask: u32,
+    /// The bucket table and run entries lookups read (module docs, "The
+    /// lookup table").
+    lookup: LookupTable,
     /// `slot_ids[s]` is `nodes[s].id`: what an owner slot names, packed
     /// small (4 bytes a member) so it stays in L1.
     slot_ids: Box<[NodeId]>,
@@ -301,12 +312,7 @@ impl RingTable {
             placement,
             points: points.into_boxed_slice(),
             owners: owners.into_boxed_slice(),
-            runs: lookup.runs,
-            buckets: lookup.buckets,
-            bucket_shift: lookup.bucket_shift,
-            key_shift: lookup.key_shift,
-            run_shift: lookup.run_shift,
-            slot_mask: lookup.slot_mask,
+            lookup,
             slot_ids,
             nodes: nodes.into_boxed_slice(),
         }
@@ -391,14 +397,15 @@ impl RingTable {
     /// edit, and on a ring the thread had not read lately), paid by that
     /// thread's first lookup on it.
     pub(super) fn warm(&self) {
-        let bytes = std::mem::size_of_val(&*self.buckets) + std::mem::size_of_val(&*self.runs);
+        let LookupTable { buckets, runs, .. } = &self.lookup;
+        let bytes = std::mem::size_of_val(&**buckets) + std::mem::size_of_val(&**runs);
         if bytes > WARM_LIMIT {
             return;
         }
         // One word per 64 bytes: one in every cache line (bar perhaps a
         // partial last one), whatever the arrays' alignment.
         let mut sum = 0u32;
-        for line in self.buckets.chunks(16).chain(self.runs.chunks(16)) {
+        for line in buckets.chunks(16).chain(runs.chunks(16)) {
             sum = sum.wrapping_add(line[0]);
         }
         // Keeps the loads: their values are not needed, their lines are.
@@ -413,47 +420,87 @@ impl RingTable {
         // `bucket_shift` is at most 63 (at least 2 buckets), so the shift
         // cannot overflow. Within the space the bucket is below
         // `buckets.len()`; beyond it, `get` answers `None`.
-        let b = usize::try_from(hash >> self.bucket_shift).ok()?;
-        self.buckets.get(b).copied()
+        let b = usize::try_from(hash >> self.lookup.bucket_shift).ok()?;
+        self.lookup.buckets.get(b).copied()
     }
 
     /// The owner of `hash` given its bucket entry (`None`: see
     /// [`RingTable::bucket`]).
+    ///
+    /// An owner entry (no point in the bucket) and a one-point entry are
+    /// resolved by the same branch-free steps, so the branch predictor
+    /// sees one outcome for 97% of lookups and a lookup's successors are
+    /// not thrown away when its bucket line arrives: the entry's point key
+    /// is compared with the hash's, and the owner slot below (at or before
+    /// the point) or above (after it) is taken. An owner entry has both
+    /// slots equal and no point key. Only a run (several points) and a
+    /// point key equal to the hash's (settled against the full points)
+    /// branch off.
     #[inline(always)]
     fn resolve(&self, hash: u64, entry: Option<u32>) -> Option<NodeId> {
+        let t = &self.lookup;
         let Some(entry) = entry else {
             // Empty ring (no runs: `None`), or past the space: wrap.
-            return self.runs.first().map(|&r| self.slot_owner(r));
+            return t.runs.first().map(|&r| self.slot_owner(r));
         };
-        if entry & RUN == 0 {
-            return Some(self.slot_ids[idx(entry)]);
+        if entry & RUN != 0 {
+            let start = idx(entry & RUN_START_MASK);
+            let len = (entry & !RUN) >> RUN_START_BITS;
+            if len == RUN_LEN_SATURATED {
+                return Some(self.owner_by_bisection(hash));
+            }
+            return Some(self.owner_at(self.scan_run(hash, start, idx(len))));
         }
-        let start = idx(entry & RUN_START_MASK);
-        let len = (entry & !RUN) >> RUN_START_BITS;
-        let found = if len == RUN_LEN_SATURATED {
-            self.points.partition_point(|&p| p < hash)
+        // Tagged keys: a bucket without a point has 0, below every hash's.
+        let key = t.point_key(hash);
+        let point_key = t.entry_point_key(entry);
+        if key == point_key {
+            // The hash shares the point's top bits: the full point decides.
+            return Some(self.owner_by_bisection(hash));
+        }
+        // Past the point (or no point): the slot above. A select, not a
+        // branch.
+        let shift = if key > point_key { t.above_shift } else { 0 };
+        Some(self.slot_ids[idx((entry >> shift) & t.slot_mask)])
+    }
+
+    /// The owner of `hash` found by bisecting all points: for the rare
+    /// lookups the bucket entry cannot settle, kept out of line so that the
+    /// common path stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn owner_by_bisection(&self, hash: u64) -> NodeId {
+        self.owner_at(self.points.partition_point(|&p| p < hash))
+    }
+
+    /// The owner of the point at index `found` of the sorted points, where
+    /// `found == len` (past the last point) wraps to the first.
+    #[inline(always)]
+    fn owner_at(&self, found: usize) -> NodeId {
+        let found = if found == self.lookup.runs.len() {
+            0
         } else {
-            self.scan_run(hash, start, idx(len))
+            found
         };
-        let found = if found == self.runs.len() { 0 } else { found };
-        Some(self.slot_owner(self.runs[found]))
+        self.slot_owner(self.lookup.runs[found])
     }
 
     /// The owner named by run entry `entry`.
     #[inline(always)]
     fn slot_owner(&self, entry: u32) -> NodeId {
-        self.slot_ids[idx(entry & self.slot_mask)]
+        self.slot_ids[idx(entry & self.lookup.slot_mask)]
     }
 
     /// Index of the first point `>= hash` among `start..start + len` (the
     /// run of `hash`'s bucket), or `start + len` if none.
     #[inline(always)]
     fn scan_run(&self, hash: u64, start: usize, len: usize) -> usize {
+        let t = &self.lookup;
         // `key_shift` and `run_shift` are below 64 (see `LookupTable`);
         // `>> run_shift` leaves at most 32 bits, so the cast is exact.
-        let key = ((hash << self.key_shift) >> self.run_shift) as u32;
-        let slot_bits = self.run_shift - 32;
-        for (i, &r) in self.runs[start..start + len].iter().enumerate() {
+        let key = ((hash << t.key_shift) >> t.run_shift) as u32;
+        let slot_bits = t.run_shift - 32;
+        for (i, &r) in t.runs[start..start + len].iter().enumerate() {
             // A larger sub-key is a larger point; an equal one (the sub-key
             // keeps only the top bits below the bucket) is settled by the
             // full point.
@@ -759,43 +806,6 @@ fn sorted_points(name: &str, range: std::ops::Range<u32>) -> Vec<u64> {
     points
 }
 
-/// The `2^bits` bucket entries of sorted, non-empty `points` whose run
-/// entries are `runs`, written in one pass over the points, in bucket
-/// order: for each run (the points of one bucket), the empty buckets
-/// before it name its first point's owner (the first point after them),
-/// then its own entry says where it starts and how long it is; the empty
-/// buckets after the last run wrap to the first point's owner. The empty
-/// stretches are plain fills, so the cost is one step per point plus a
-/// memset-speed write per bucket (an edit at 100 x 160 rebuilds 2^16
-/// buckets; two passes over the buckets with a load per bucket took most
-/// of an edit's time).
-fn bucket_entries(
-    points: &[u64],
-    runs: &[u32],
-    bits: u32,
-    bucket_shift: u32,
-    slot_mask: u32,
-) -> Vec<u32> {
-    let total = 1usize << bits;
-    let mut buckets = Vec::with_capacity(total);
-    let mut i = 0;
-    while i < points.len() {
-        let bucket = points[i] >> bucket_shift;
-        let mut end = i + 1;
-        while end < points.len() && points[end] >> bucket_shift == bucket {
-            end += 1;
-        }
-        // Panics (rather than corrupting) if a point were beyond the space.
-        let at = idx_of(bucket);
-        assert!(at < total, "a point beyond the hash space");
-        buckets.resize(at, runs[i] & slot_mask);
-        buckets.push(run_bucket(i, end - i));
-        i = end;
-    }
-    buckets.resize(total, runs[0] & slot_mask);
-    buckets
-}
-
 /// Member id to slot (index in the sorted id list), for building a table:
 /// an open-addressing hash table (Fibonacci hashing, linear probing) at
 /// most half full, so a point's owner costs about one probe in a table
@@ -873,15 +883,58 @@ struct Edit<'a> {
     owner: NodeId,
 }
 
-/// The lookup arrays of a table, as [`LookupTable::build`] makes them.
-#[derive(PartialEq, Eq, Debug)]
+/// The lookup arrays of a table, as [`LookupTable::build`] makes them, and
+/// the shifts and masks that read them.
+///
+/// A bucket entry is one of three (the `RUN` and `ONE_POINT` bits say
+/// which; slots are `slot_bits` wide):
+///
+/// | bucket holds | bits, high to low |
+/// |---|---|
+/// | several points | `1`, length (7 bits), start (24 bits) |
+/// | one point | `0 1`, point key, zeros, slot above, slot below |
+/// | no point | `0 0`, zeros, slot above = slot below = the owner |
+///
+/// "Below" is the owner of the bucket's point (a hash at or before it),
+/// "above" the owner of the point after it (wrapping). The point key is
+/// the point's `point_key_bits` bits just below the bucket bits, and sits
+/// just below [`ONE_POINT`], so that the two read together (the *tagged*
+/// point key) compare with a hash's key tagged with a one in the same
+/// place: less than it for a bucket without a point, so it takes the
+/// slot above, which is its owner; equal to it only for a point whose key
+/// is the hash's. Up to [`MAX_ONE_POINT_SLOT_BITS`]; past it the one-point
+/// form is off (`point_key_bits` and `above_shift` are 0), a bucket with
+/// one point is a run of one, and a bucket without is its owner's slot
+/// alone.
+#[derive(Clone, PartialEq, Eq, Debug)]
 struct LookupTable {
+    /// `runs[i]`: the sub-key of `points[i]` (high bits) packed with its
+    /// owner's slot (the low `slot_bits`), 4 bytes, 16 to a cache line.
     runs: Box<[u32]>,
+    /// One entry per bucket (see above). Empty on an empty ring.
     buckets: Box<[u32]>,
+    /// `space_bits - bits`: a hash's bucket is `hash >> bucket_shift`.
     bucket_shift: u32,
+    /// `64 - space_bits + bits`: a hash's sub-key is
+    /// `(hash << key_shift) >> run_shift`, the bits just below the bucket
+    /// bits that fit beside a slot; its point key is `(hash << key_shift)
+    /// >> (64 - point_key_bits)`.
     key_shift: u32,
+    /// `32 + slot_bits`: see `key_shift`.
     run_shift: u32,
+    /// `2^slot_bits - 1`: a run entry's slot is `entry & slot_mask`.
     slot_mask: u32,
+    /// `64 - point_key_bits`, or 63 with the one-point form off.
+    point_key_from: u32,
+    /// Where an entry's point key starts: `30 - point_key_bits`.
+    point_key_shift: u32,
+    /// `2^(point_key_bits + 1) - 1`: a tagged point key's bits.
+    point_key_mask: u32,
+    /// `2^point_key_bits`: the tag of a hash's point key.
+    point_key_tag: u32,
+    /// Where an entry's slot above starts: `slot_bits` (0 when off, so
+    /// "above" reads the one slot).
+    above_shift: u32,
 }
 
 impl LookupTable {
@@ -904,6 +957,14 @@ impl LookupTable {
         let last_slot = u32::try_from(members.saturating_sub(1)).expect("slots fit u32");
         let slot_bits = u32::BITS - last_slot.leading_zeros();
         debug_assert!(slot_bits <= RUN_START_BITS);
+        // The point key: what is left of 30 bits beside two slots, but no
+        // more than the bits below the bucket (at least 8: the space has
+        // 32 or 64 bits, the buckets at most 24).
+        let (point_key_bits, above_shift) = if slot_bits <= MAX_ONE_POINT_SLOT_BITS {
+            ((30 - 2 * slot_bits).min(space_bits - bits), slot_bits)
+        } else {
+            (0, 0)
+        };
         LookupTable {
             runs: Box::default(),
             buckets: Box::default(),
@@ -913,7 +974,41 @@ impl LookupTable {
             key_shift: 64 - space_bits + bits,
             run_shift: 32 + slot_bits,
             slot_mask: (1u32 << slot_bits) - 1,
+            // 8 to 30 bits of key when on: a shift of 34 to 56.
+            point_key_from: if point_key_bits > 0 {
+                64 - point_key_bits
+            } else {
+                63
+            },
+            point_key_shift: 30 - point_key_bits,
+            point_key_mask: (2u32 << point_key_bits) - 1,
+            point_key_tag: 1u32 << point_key_bits,
+            above_shift,
         }
+    }
+
+    /// Whether one-point buckets get their own entry form.
+    fn one_point_form(&self) -> bool {
+        self.point_key_tag > 1
+    }
+
+    /// The tagged point key of `hash`: its `point_key_bits` bits below the
+    /// bucket bits, with a one above them (see [`LookupTable`]). With the
+    /// one-point form off it is 1 (no entry's tagged point key, 0, equals
+    /// it).
+    #[inline(always)]
+    fn point_key(&self, hash: u64) -> u32 {
+        // Both shifts are below 64 (`shape`); at most 30 bits are left, and
+        // with the tag 31.
+        ((hash << self.key_shift) >> self.point_key_from) as u32 | self.point_key_tag
+    }
+
+    /// The tagged point key of bucket entry `entry` (not a run): the
+    /// entry's point key and [`ONE_POINT`] bit, 0 for a bucket without a
+    /// point.
+    #[inline(always)]
+    fn entry_point_key(&self, entry: u32) -> u32 {
+        (entry >> self.point_key_shift) & self.point_key_mask
     }
 
     /// The run entry of point `p` owned by slot `slot`: its sub-key above
@@ -923,6 +1018,30 @@ impl LookupTable {
         // Exact: `>> run_shift` leaves `32 - slot_bits` bits.
         let key = ((p << self.key_shift) >> self.run_shift) as u32;
         (key << (self.run_shift - 32)) | slot
+    }
+
+    /// The entry of a bucket without points whose owner has `slot`.
+    #[inline]
+    fn owner_bucket(&self, slot: u32) -> u32 {
+        slot | (slot << self.above_shift)
+    }
+
+    /// The entry of the bucket whose points are `start..start + len` of
+    /// sorted `points` (`len > 0`), with run entries `runs`.
+    fn points_bucket(&self, points: &[u64], runs: &[u32], start: usize, len: usize) -> u32 {
+        if len == 1 && self.one_point_form() {
+            let next = if start + 1 == runs.len() {
+                0
+            } else {
+                start + 1
+            };
+            // The tagged key puts ONE_POINT in place.
+            (self.point_key(points[start]) << self.point_key_shift)
+                | ((runs[next] & self.slot_mask) << self.above_shift)
+                | (runs[start] & self.slot_mask)
+        } else {
+            run_bucket(start, len)
+        }
     }
 
     /// The bucket table of sorted `points` (all below `2^space_bits`) owned
@@ -938,16 +1057,38 @@ impl LookupTable {
             .collect();
         if !points.is_empty() {
             let bits = space_bits - table.bucket_shift;
-            table.buckets = bucket_entries(
-                points,
-                &table.runs,
-                bits,
-                table.bucket_shift,
-                table.slot_mask,
-            )
-            .into_boxed_slice();
+            table.buckets = table.bucket_entries(points, bits).into_boxed_slice();
         }
         table
+    }
+
+    /// The `2^bits` bucket entries of sorted, non-empty `points` (this
+    /// table's runs already made), written in one pass over the points, in bucket
+    /// order: for each bucket with points, the empty buckets before it name
+    /// its first point's owner (the first point after them), then its own
+    /// entry is written; the empty buckets after the last point wrap to the
+    /// first point's owner. The empty stretches are plain fills, so the
+    /// cost is one step per point plus a memset-speed write per bucket.
+    fn bucket_entries(&self, points: &[u64], bits: u32) -> Vec<u32> {
+        let runs = &self.runs;
+        let total = 1usize << bits;
+        let mut buckets = Vec::with_capacity(total);
+        let mut i = 0;
+        while i < points.len() {
+            let bucket = points[i] >> self.bucket_shift;
+            let mut end = i + 1;
+            while end < points.len() && points[end] >> self.bucket_shift == bucket {
+                end += 1;
+            }
+            // Panics (rather than corrupting) if a point were beyond the space.
+            let at = idx_of(bucket);
+            assert!(at < total, "a point beyond the hash space");
+            buckets.resize(at, self.owner_bucket(runs[i] & self.slot_mask));
+            buckets.push(self.points_bucket(points, runs, i, end - i));
+            i = end;
+        }
+        buckets.resize(total, self.owner_bucket(runs[0] & self.slot_mask));
+        buckets
     }
 
     /// The table [`LookupTable::build`] would make, made by patching the
@@ -965,24 +1106,28 @@ impl LookupTable {
     /// ones in one pass that applies steps 1 and 2, then step 3 rewrites a
     /// few:
     ///
-    /// 1. Owner slots of empty buckets follow the member list: a member
-    ///    added at slot `s` moves the slots at or above it up by one, a
-    ///    member removed moves those above it down (the buckets that named
-    ///    the removed member are all rewritten in step 3: each precedes,
-    ///    across empty buckets only, a bucket that held its points).
+    /// 1. Owner slots (of buckets with one point or none) follow the
+    ///    member list: a member added at slot `s` moves the slots at or
+    ///    above it up by one, a member removed moves those above it down
+    ///    (the entries that named the removed member are all rewritten in
+    ///    step 3: its points' buckets are changed ones, and an entry that
+    ///    names it as the owner after it precedes one of those across empty
+    ///    buckets only).
     /// 2. Run entries move their start by the number of points added
     ///    (removed) in earlier buckets: one pass of adds over the array,
     ///    a constant per stretch between changed buckets.
     /// 3. Each bucket that a changed point falls in, in increasing order,
     ///    is rewritten from the new points: its run (start and length,
-    ///    found by bisection), or, if it has become empty, the owner of the
-    ///    first point after it; then the empty buckets before it, back to
-    ///    the first bucket with a run, name the owner of its first point
-    ///    (or of the first point after it). Buckets with a run that this
-    ///    walk stops at are final: either untouched by the edit or changed
-    ///    and already rewritten (lower index); the only stale ones are
-    ///    changed buckets reached by wrapping past index 0, which the walk
-    ///    from their own rewrite covers later.
+    ///    found by bisection) or one-point entry, or, if it has become
+    ///    empty, the owner of the first point after it; then the empty
+    ///    buckets before it, back to the first bucket with points, name the
+    ///    owner of its first point (or of the first point after it), and
+    ///    if that bucket has one point, it takes the same owner as its
+    ///    owner above. Buckets with points that this walk stops at are
+    ///    final but for that: either untouched by the edit or changed and
+    ///    already rewritten (lower index); the only stale ones are changed
+    ///    buckets reached by wrapping past index 0, which the walk from
+    ///    their own rewrite covers later.
     ///
     /// Debug builds check the result against a build
     /// ([`RingTable::from_edit`]).
@@ -992,7 +1137,7 @@ impl LookupTable {
         slot_ids: &[NodeId],
         space_bits: u32,
     ) -> Option<Self> {
-        let old = edit.old;
+        let old = &edit.old.lookup;
         if points.is_empty() || old.buckets.is_empty() {
             return None;
         }
@@ -1000,7 +1145,7 @@ impl LookupTable {
         if table.bucket_shift != old.bucket_shift || table.slot_mask != old.slot_mask {
             return None;
         }
-        let remap = SlotRemap::between(&old.slot_ids, slot_ids)?;
+        let remap = SlotRemap::between(&edit.old.slot_ids, slot_ids)?;
         let shift = table.bucket_shift;
         let slot_mask = table.slot_mask;
         // The runs.
@@ -1021,16 +1166,28 @@ impl LookupTable {
         let mut buckets = Vec::with_capacity(total);
         // Copies `range` with `d` points changed before it. Branch-free per
         // entry, so it vectorizes.
-        let mut copy_buckets = |range: std::ops::Range<usize>, before: usize| {
+        let above_shift = table.above_shift;
+        let mut copy = |range: std::ops::Range<usize>, before: usize| {
             let d = u32::try_from(before).expect("point count fits u32");
             let d = if edit.added { d } else { d.wrapping_neg() };
-            buckets.extend(old.buckets[range].iter().map(|&b| {
-                // All ones for a run entry, zero for an owner slot. Starts
-                // stay below 2^24 (every index does), so the wrapping add
-                // of a run entry never carries into its length.
-                let run = ((b as i32) >> 31) as u32;
-                (b.wrapping_add(d) & run) | (remap.slot(b) & !run)
-            }));
+            let (out, from) = (&mut buckets, &old.buckets[range]);
+            // One loop per kind of edit, each with only the work its kind
+            // needs per entry (the loops are vectorized).
+            let SlotRemap { inserted, removed } = remap;
+            if inserted != u32::MAX {
+                // `move`: a captured reference would be reloaded for every
+                // entry (it might alias `out`), and the loop not vectorized.
+                copy_buckets(out, from, d, slot_mask, above_shift, move |s| {
+                    s + u32::from(s >= inserted)
+                });
+            } else if removed != u32::MAX {
+                copy_buckets(out, from, d, slot_mask, above_shift, move |s| {
+                    s - u32::from(s > removed)
+                });
+            } else {
+                // Slots unchanged: only run starts move.
+                out.extend(from.iter().map(|&b| b.wrapping_add(d & run_mask(b))));
+            }
         };
         // `changed` is sorted, so its buckets are too; the buckets up to
         // and including the j-th changed point's bucket (and after the
@@ -1039,11 +1196,11 @@ impl LookupTable {
         for (j, &p) in edit.changed.iter().enumerate() {
             let to = idx_of(p >> shift) + 1;
             if to > from {
-                copy_buckets(from..to, j);
+                copy(from..to, j);
                 from = to;
             }
         }
-        copy_buckets(from..total, edit.changed.len());
+        copy(from..total, edit.changed.len());
         // 3. The changed buckets and the empty ones before them.
         let mut last = None;
         for &p in edit.changed {
@@ -1060,22 +1217,65 @@ impl LookupTable {
             let next = if start == points.len() { 0 } else { start };
             let owner = table.runs[next] & slot_mask;
             buckets[bucket] = if len > 0 {
-                run_bucket(start, len)
+                table.points_bucket(points, &table.runs, start, len)
             } else {
-                owner
+                table.owner_bucket(owner)
             };
             let mut at = bucket;
             for _ in 1..total {
                 at = if at == 0 { total - 1 } else { at - 1 };
-                if buckets[at] & RUN != 0 {
+                let entry = buckets[at];
+                if entry & RUN != 0 {
                     break;
                 }
-                buckets[at] = owner;
+                if entry & ONE_POINT != 0 {
+                    let above = slot_mask << above_shift;
+                    buckets[at] = (entry & !above) | (owner << above_shift);
+                    break;
+                }
+                buckets[at] = table.owner_bucket(owner);
             }
         }
         table.buckets = buckets.into_boxed_slice();
         Some(table)
     }
+}
+
+/// All ones for a run entry, zero for the others.
+#[inline(always)]
+fn run_mask(entry: u32) -> u32 {
+    // An arithmetic shift spreads the `RUN` bit (bit 31) over the word.
+    ((entry as i32) >> 31) as u32
+}
+
+/// Appends the bucket entries `from` to `out` with steps 1 and 2 of
+/// [`LookupTable::patched`] applied: run starts moved by `d` (wrapping: a
+/// removal's `d` is negative), the slots of the other entries (below, and
+/// above at `above_shift`) mapped by `slot`.
+#[inline(always)]
+fn copy_buckets(
+    out: &mut Vec<u32>,
+    from: &[u32],
+    d: u32,
+    slot_mask: u32,
+    above_shift: u32,
+    slot: impl Fn(u32) -> u32,
+) {
+    // The bits of an owner or one-point entry that are not slots.
+    let kept = !(slot_mask | (slot_mask << above_shift));
+    out.extend(from.iter().map(|&b| {
+        // Branch-free, so it vectorizes. Starts stay below 2^24 (every
+        // index does), so the wrapping add of a run entry never carries
+        // into its length. A run entry's "slots" are garbage, masked away
+        // (`slot` never overflows on them: they are below 2^24 too); an
+        // entry's real slots stay within `slot_mask` (the width did not
+        // change).
+        let run = run_mask(b);
+        let below = slot(b & slot_mask);
+        let above = slot((b >> above_shift) & slot_mask);
+        let slots = (b & kept) | (above << above_shift) | below;
+        (b.wrapping_add(d) & run) | (slots & !run)
+    }));
 }
 
 /// A bucket index from a shifted hash: below the bucket count, which is at
@@ -1257,7 +1457,10 @@ mod tests {
             .map(|i| NodeId(u32::try_from(i % 3).unwrap()))
             .collect();
         let t = RingTable::from_sorted(Placement::Xxh3, 1, nodes, (points.clone(), owners));
-        assert_eq!(t.buckets[0] & !RUN, (RUN_LEN_SATURATED << RUN_START_BITS));
+        assert_eq!(
+            t.lookup.buckets[0] & !RUN,
+            (RUN_LEN_SATURATED << RUN_START_BITS)
+        );
         let near = points
             .iter()
             .flat_map(|&p| [p, p.wrapping_add(1), p.wrapping_sub(1), p.wrapping_add(2)]);
@@ -1312,8 +1515,7 @@ mod tests {
         );
         assert_eq!(merged.points, rebuilt.points);
         assert_eq!(merged.owners, rebuilt.owners);
-        assert_eq!(merged.runs, rebuilt.runs);
-        assert_eq!(merged.buckets, rebuilt.buckets);
+        assert_eq!(merged.lookup, rebuilt.lookup);
         let up = merged.with_weight(3, NodeId(1), 90);
         let down = up.with_weight(4, NodeId(1), 30);
         assert_eq!(down.points, rebuilt.points);
@@ -1484,7 +1686,8 @@ mod tests {
         }
         assert!(patched * 4 > edits * 3, "only {patched} of {edits} patched");
         assert!(
-            t.buckets
+            t.lookup
+                .buckets
                 .iter()
                 .any(|&b| b & RUN != 0 && (b & !RUN) >> RUN_START_BITS == RUN_LEN_SATURATED),
             "a run is saturated"
@@ -1603,8 +1806,45 @@ mod tests {
             };
             assert_eq!(got.points, expected.points);
             assert_eq!(got.owners, expected.owners);
-            assert_eq!(got.runs, expected.runs);
-            assert_eq!(got.buckets, expected.buckets);
+            assert_eq!(got.lookup, expected.lookup);
+        }
+    }
+
+    /// Buckets with one point get the one-point entry while slots fit it
+    /// (up to 2048 members) and a run of one past that; lookups next to
+    /// every point (the point key's ties included) agree with a bisection
+    /// either way, before and after a weight change that patches.
+    #[test]
+    fn one_point_entries_on_and_off() {
+        for members in [2048u32, 2049] {
+            let nodes: Vec<NodeInfo> = (0..members).map(|i| info(i, &format!("n{i}"), 2)).collect();
+            let t = RingTable::build(1, nodes);
+            let one_point = |t: &RingTable| {
+                let b = &t.lookup.buckets;
+                let forms = b.iter().filter(|&&e| e & RUN == 0 && e & ONE_POINT != 0);
+                let runs_of_one = b
+                    .iter()
+                    .filter(|&&e| e & RUN != 0 && (e & !RUN) >> RUN_START_BITS == 1);
+                (forms.count(), runs_of_one.count())
+            };
+            let (forms, runs_of_one) = one_point(&t);
+            if members <= 2048 {
+                assert!(forms > 1000 && runs_of_one == 0, "{forms} {runs_of_one}");
+            } else {
+                assert!(forms == 0 && runs_of_one > 1000, "{forms} {runs_of_one}");
+            }
+            let near = |t: &RingTable| -> Vec<u64> {
+                t.points
+                    .iter()
+                    .flat_map(|&p| [p, p.wrapping_add(1), p.wrapping_sub(1), p ^ (1 << 20)])
+                    .collect()
+            };
+            assert_agrees(&t, near(&t));
+            let edited = t.with_weight(2, NodeId(7), 9);
+            assert!(patch_agrees(&t, &edited), "a weight change patches");
+            assert_agrees(&edited, near(&edited));
+            let edited = edited.with_weight(3, NodeId(7), 1);
+            assert!(patch_agrees(&edited, &edited.with_weight(4, NodeId(9), 1)));
         }
     }
 
