@@ -223,19 +223,26 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
         f: impl FnOnce(&T) -> R,
     ) -> R {
         let current = cell.current_ptr();
-        {
-            // SAFETY: a shared borrow, and nothing creates a mutable one
-            // while it lives: the compares run no foreign code, and `f` may
-            // not read through this slot (the caller's contract).
-            let cache = unsafe { &*slot.get() };
-            for (_, held) in cache.held.iter().flatten() {
-                if std::ptr::eq(Arc::as_ptr(held), current) {
-                    return f(held);
-                }
+        // SAFETY: a shared borrow, and nothing creates a mutable one while
+        // it is in use: the compares run no foreign code, `f` may not read
+        // through this slot (the caller's contract), and on a miss the
+        // borrow is not used again once `refresh` takes its mutable one.
+        let hit = unsafe { &*slot.get() }
+            .held
+            .iter()
+            .flatten()
+            .map(|(_, held)| held)
+            .find(|held| std::ptr::eq(Arc::as_ptr(held), current));
+        let refreshed;
+        let value = match hit {
+            Some(held) => held,
+            None => {
+                refreshed = Self::refresh(slot, cell, fresh);
+                &refreshed
             }
-        }
-        let value = Self::refresh(slot, cell, fresh);
-        f(&value)
+        };
+        // One call site, so that `f` is inlined here.
+        f(value)
     }
 
     /// The miss path of [`ReadCache::read`]: pins, takes the cell's value,
