@@ -56,9 +56,10 @@
 //!   bits: 16 with 100 members, 10 with 1000, at least 8) and two slots:
 //!   the point's owner and the next point's. A key whose point key is
 //!   smaller or larger than the point's takes one or the other, again from
-//!   one line; an equal one (a chance of `2^-bits`) is settled by a
-//!   bisection of the full points. Two slots and a key fit 30 bits up to
-//!   2048 members; larger tables store these buckets as runs of one.
+//!   one line; an equal one (a chance of one in 2^(point key bits)) is
+//!   settled by a bisection of the full points. Two slots and a key fit 30
+//!   bits up to 2048 members; larger tables store these buckets as runs of
+//!   one.
 //! * A bucket with more points holds where its run starts and how many
 //!   points it has. The run is a slice of `runs`, parallel to `points`:
 //!   each entry is 4 bytes, the point's *sub-key* (the bits just below the
@@ -903,9 +904,9 @@ struct Edit<'a> {
 /// place: less than it for a bucket without a point, so it takes the
 /// slot above, which is its owner; equal to it only for a point whose key
 /// is the hash's. Up to [`MAX_ONE_POINT_SLOT_BITS`]; past it the one-point
-/// form is off (`point_key_bits` and `above_shift` are 0), a bucket with
-/// one point is a run of one, and a bucket without is its owner's slot
-/// alone.
+/// form is off (no point key bits: `point_key_tag` is 1, see
+/// `one_point_form`; `above_shift` is 0), a bucket with one point is a run
+/// of one, and a bucket without is its owner's slot alone.
 #[derive(Clone, PartialEq, Eq, Debug)]
 struct LookupTable {
     /// `runs[i]`: the sub-key of `points[i]` (high bits) packed with its
@@ -1063,12 +1064,13 @@ impl LookupTable {
     }
 
     /// The `2^bits` bucket entries of sorted, non-empty `points` (this
-    /// table's runs already made), written in one pass over the points, in bucket
-    /// order: for each bucket with points, the empty buckets before it name
-    /// its first point's owner (the first point after them), then its own
-    /// entry is written; the empty buckets after the last point wrap to the
-    /// first point's owner. The empty stretches are plain fills, so the
-    /// cost is one step per point plus a memset-speed write per bucket.
+    /// table's runs already made), written in one pass over the points, in
+    /// bucket order: for each bucket with points, the empty buckets before
+    /// it name its first point's owner (the first point after them), then
+    /// its own entry is written; the empty buckets after the last point
+    /// wrap to the first point's owner. The empty stretches are plain
+    /// fills, so the cost is one step per point plus a memset-speed write
+    /// per bucket.
     fn bucket_entries(&self, points: &[u64], bits: u32) -> Vec<u32> {
         let runs = &self.runs;
         let total = 1usize << bits;
@@ -1125,9 +1127,14 @@ impl LookupTable {
     ///    if that bucket has one point, it takes the same owner as its
     ///    owner above. Buckets with points that this walk stops at are
     ///    final but for that: either untouched by the edit or changed and
-    ///    already rewritten (lower index); the only stale ones are changed
-    ///    buckets reached by wrapping past index 0, which the walk from
-    ///    their own rewrite covers later.
+    ///    already rewritten (lower index). The only stale buckets a walk
+    ///    meets are changed ones reached by wrapping past index 0: it may
+    ///    stop at one that had points (and set its slot above), or pass
+    ///    one that had none but has now (overwriting it, and naming the
+    ///    wrong owner in the buckets below it and the slot above of the
+    ///    one-point bucket it stops at). Each is rewritten later, in
+    ///    increasing order, and its own walk then corrects the buckets
+    ///    below it down to the next bucket with points.
     ///
     /// Debug builds check the result against a build
     /// ([`RingTable::from_edit`]).
@@ -1164,8 +1171,7 @@ impl LookupTable {
         // Steps 1 and 2 in one pass from the old buckets to the new.
         let total = old.buckets.len();
         let mut buckets = Vec::with_capacity(total);
-        // Copies `range` with `d` points changed before it. Branch-free per
-        // entry, so it vectorizes.
+        // Copies `range` with `before` points changed before it.
         let above_shift = table.above_shift;
         let mut copy = |range: std::ops::Range<usize>, before: usize| {
             let d = u32::try_from(before).expect("point count fits u32");
@@ -1296,7 +1302,8 @@ fn run_bucket(start: usize, len: usize) -> u32 {
 /// How an edit changed the member slots (indexes into the sorted ids):
 /// slot `s` becomes `s + (s >= inserted) - (s > removed)`, `u32::MAX`
 /// standing for no member inserted or removed. One branch-free formula for
-/// all three cases, so the copies that apply it vectorize.
+/// all three cases, so the copy of run entries that applies it vectorizes
+/// (bucket entries are copied by a loop per case, `copy_buckets`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SlotRemap {
     /// The slot a member was added at; the ones from it on moved up one.
@@ -1332,8 +1339,7 @@ impl SlotRemap {
         }
     }
 
-    /// Slot `s` after the edit. Wrapping, so that it may be applied to any
-    /// `u32` (a bucket entry's copy masks the result away for runs).
+    /// Slot `s` after the edit (wrapping, so it never panics).
     #[inline(always)]
     fn slot(self, s: u32) -> u32 {
         s.wrapping_add(u32::from(s >= self.inserted))
@@ -1624,6 +1630,108 @@ mod tests {
             t = next;
         }
         assert!(patched * 4 > edits * 3, "only {patched} of {edits} patched");
+    }
+
+    /// Lookups next to every point, and at random, agree with a bisection
+    /// after every edit of small rings (few points per bucket, so walks
+    /// wrap past index 0 and stop at one-point buckets often) and of rings
+    /// at the one-point form's edge (2047 to 2049 members), each edit's
+    /// table patched where it can be and checked against a build.
+    #[test]
+    fn edits_of_small_and_edge_rings_answer_as_bisection() {
+        let mut rng = 0x1234_5678_9ABC_DEF1u64;
+        let mut near = |t: &RingTable| -> Vec<u64> {
+            let mut hashes: Vec<u64> = t
+                .points
+                .iter()
+                .flat_map(|&p| {
+                    [
+                        p,
+                        p.wrapping_add(1),
+                        p.wrapping_sub(1),
+                        p ^ 0xff,
+                        p ^ (1 << 40),
+                    ]
+                })
+                .collect();
+            hashes.extend((0..200).map(|_| xorshift(&mut rng)));
+            hashes.extend([0, u64::MAX]);
+            hashes
+        };
+        let mut state = 0x0F0F_1234_8765_4321u64;
+        let mut random = |n: u64| u32::try_from(xorshift(&mut state) % n).unwrap();
+        let (mut patched, mut edits) = (0, 0);
+        for round in 0..140u32 {
+            let edge = round % 35 == 0;
+            let members = if edge {
+                2047 + random(3)
+            } else {
+                1 + random(8)
+            };
+            let max_weight = if edge {
+                2
+            } else {
+                [1, 3, 40][round as usize % 3]
+            };
+            // Ids 2 apart, so that added members land between others too.
+            let nodes = (0..members)
+                .map(|i| info(2 * i + 1, &format!("r{round}n{i}"), 1 + random(max_weight)))
+                .collect();
+            let mut t = RingTable::build(1, nodes);
+            assert_agrees(&t, near(&t));
+            for version in 2..if edge { 5 } else { 22 } {
+                let n = t.nodes.len();
+                let pick = t.nodes[idx(random(n as u64))].id;
+                let weight = 1 + random(max_weight);
+                let next = match random(3) {
+                    0 if n > 1 => t.without_node(version, pick),
+                    1 => {
+                        // Below, between or above the others' ids.
+                        let id = random(2 * u64::from(members) + 4);
+                        if t.node(NodeId(id)).is_some() {
+                            continue;
+                        }
+                        t.with_node(version, info(id, &format!("r{round}v{version}"), weight))
+                    }
+                    _ => t.with_weight(version, pick, weight),
+                };
+                edits += 1;
+                patched += usize::from(patch_agrees(&t, &next));
+                assert_agrees(&next, near(&next));
+                t = next;
+            }
+        }
+        // Small rings often change their bucket count or slot width (then
+        // the table is built); a third of these edits patch.
+        assert!(patched * 4 > edits, "only {patched} of {edits} patched");
+    }
+
+    /// A member named by the bucket table only as the owner after a
+    /// one-point bucket (never as a bucket's own owner) is removed: the
+    /// patch must rename that slot.
+    #[test]
+    fn removing_a_member_named_only_above_a_point() {
+        let nodes = vec![
+            info(0, "a", 1),
+            info(1, "r", 1),
+            info(2, "c", 1),
+            info(3, "d", 1),
+        ];
+        let points = vec![2 << 60, 3 << 60, (3 << 60) | (1 << 59), 9 << 60];
+        let owners = vec![NodeId(0), NodeId(1), NodeId(0), NodeId(2)];
+        let t = RingTable::from_sorted(Placement::Xxh3, 1, nodes, (points, owners));
+        let l = &t.lookup;
+        let below = |e: u32| e & l.slot_mask;
+        let above = |e: u32| (e >> l.above_shift) & l.slot_mask;
+        let direct = l.buckets.iter().filter(|&&e| e & RUN == 0);
+        assert!(direct.clone().all(|&e| below(e) != 1), "r owns no bucket");
+        assert!(direct.clone().any(|&e| above(e) == 1), "r is after a point");
+        let edited = t.without_node(2, NodeId(1));
+        assert!(patch_agrees(&t, &edited), "the removal patches");
+        assert_agrees(
+            &edited,
+            [0, (2 << 60) + 1, (3 << 60) - 1, 3 << 60, u64::MAX],
+        );
     }
 
     /// Patching crowded tables: a few buckets hold most points (runs past
