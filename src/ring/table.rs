@@ -1028,8 +1028,9 @@ impl LookupTable {
     }
 
     /// The entry of the bucket whose points are `start..start + len` of
-    /// sorted `points` (`len > 0`), with run entries `runs`.
-    fn points_bucket(&self, points: &[u64], runs: &[u32], start: usize, len: usize) -> u32 {
+    /// sorted `points` (`len > 0`), this table's runs already made.
+    fn points_bucket(&self, points: &[u64], start: usize, len: usize) -> u32 {
+        let runs = &self.runs;
         if len == 1 && self.one_point_form() {
             let next = if start + 1 == runs.len() {
                 0
@@ -1086,7 +1087,7 @@ impl LookupTable {
             let at = idx_of(bucket);
             assert!(at < total, "a point beyond the hash space");
             buckets.resize(at, self.owner_bucket(runs[i] & self.slot_mask));
-            buckets.push(self.points_bucket(points, runs, i, end - i));
+            buckets.push(self.points_bucket(points, i, end - i));
             i = end;
         }
         buckets.resize(total, self.owner_bucket(runs[0] & self.slot_mask));
@@ -1176,24 +1177,8 @@ impl LookupTable {
         let mut copy = |range: std::ops::Range<usize>, before: usize| {
             let d = u32::try_from(before).expect("point count fits u32");
             let d = if edit.added { d } else { d.wrapping_neg() };
-            let (out, from) = (&mut buckets, &old.buckets[range]);
-            // One loop per kind of edit, each with only the work its kind
-            // needs per entry (the loops are vectorized).
-            let SlotRemap { inserted, removed } = remap;
-            if inserted != u32::MAX {
-                // `move`: a captured reference would be reloaded for every
-                // entry (it might alias `out`), and the loop not vectorized.
-                copy_buckets(out, from, d, slot_mask, above_shift, move |s| {
-                    s + u32::from(s >= inserted)
-                });
-            } else if removed != u32::MAX {
-                copy_buckets(out, from, d, slot_mask, above_shift, move |s| {
-                    s - u32::from(s > removed)
-                });
-            } else {
-                // Slots unchanged: only run starts move.
-                out.extend(from.iter().map(|&b| b.wrapping_add(d & run_mask(b))));
-            }
+            let from = &old.buckets[range];
+            remap.copy_buckets(&mut buckets, from, d, slot_mask, above_shift);
         };
         // `changed` is sorted, so its buckets are too; the buckets up to
         // and including the j-th changed point's bucket (and after the
@@ -1223,7 +1208,7 @@ impl LookupTable {
             let next = if start == points.len() { 0 } else { start };
             let owner = table.runs[next] & slot_mask;
             buckets[bucket] = if len > 0 {
-                table.points_bucket(points, &table.runs, start, len)
+                table.points_bucket(points, start, len)
             } else {
                 table.owner_bucket(owner)
             };
@@ -1254,12 +1239,9 @@ fn run_mask(entry: u32) -> u32 {
     ((entry as i32) >> 31) as u32
 }
 
-/// Appends the bucket entries `from` to `out` with steps 1 and 2 of
-/// [`LookupTable::patched`] applied: run starts moved by `d` (wrapping: a
-/// removal's `d` is negative), the slots of the other entries (below, and
-/// above at `above_shift`) mapped by `slot`.
+/// [`SlotRemap::copy_buckets`] with slots mapped by `slot`.
 #[inline(always)]
-fn copy_buckets(
+fn copy_buckets_with(
     out: &mut Vec<u32>,
     from: &[u32],
     d: u32,
@@ -1302,8 +1284,9 @@ fn run_bucket(start: usize, len: usize) -> u32 {
 /// How an edit changed the member slots (indexes into the sorted ids):
 /// slot `s` becomes `s + (s >= inserted) - (s > removed)`, `u32::MAX`
 /// standing for no member inserted or removed. One branch-free formula for
-/// all three cases, so the copy of run entries that applies it vectorizes
-/// (bucket entries are copied by a loop per case, `copy_buckets`).
+/// all three cases, so the copy of run entries that applies it vectorizes;
+/// bucket entries, two slots each, get a loop per case
+/// ([`SlotRemap::copy_buckets`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SlotRemap {
     /// The slot a member was added at; the ones from it on moved up one.
@@ -1344,6 +1327,36 @@ impl SlotRemap {
     fn slot(self, s: u32) -> u32 {
         s.wrapping_add(u32::from(s >= self.inserted))
             .wrapping_sub(u32::from(s > self.removed))
+    }
+
+    /// Appends the bucket entries `from` to `out` with steps 1 and 2 of
+    /// [`LookupTable::patched`] applied: run starts moved by `d` (wrapping:
+    /// a removal's `d` is negative), the slots of the other entries (below,
+    /// and above at `above_shift`) remapped. One loop per kind of edit, each
+    /// with only the work its kind needs per entry (the loops vectorize).
+    fn copy_buckets(
+        self,
+        out: &mut Vec<u32>,
+        from: &[u32],
+        d: u32,
+        slot_mask: u32,
+        above_shift: u32,
+    ) {
+        let SlotRemap { inserted, removed } = self;
+        // `move`: a captured reference would be reloaded for every entry
+        // (it might alias `out`), and the loop not vectorized.
+        if inserted != u32::MAX {
+            copy_buckets_with(out, from, d, slot_mask, above_shift, move |s| {
+                s + u32::from(s >= inserted)
+            });
+        } else if removed != u32::MAX {
+            copy_buckets_with(out, from, d, slot_mask, above_shift, move |s| {
+                s - u32::from(s > removed)
+            });
+        } else {
+            // Slots unchanged: only run starts move.
+            out.extend(from.iter().map(|&b| b.wrapping_add(d & run_mask(b))));
+        }
     }
 
     /// Run entry `r` (slot in the bits of `slot_mask`) after the edit.
