@@ -269,6 +269,23 @@ fn time_cold<T>(
     start.elapsed()
 }
 
+/// An array of as many `u32`s as `ring`'s bucket index (a power of two),
+/// filled with arbitrary values: the table of the `xxh3_one_line` floor.
+fn one_line_array(ring: &Ring) -> Vec<u32> {
+    let len = ring.pin().bucket_count();
+    assert!(
+        len.is_power_of_two() && len >= 2,
+        "bucket counts are powers of two"
+    );
+    (0..len)
+        .map(|i| {
+            u32::try_from(i)
+                .expect("fewer than 2^32 buckets")
+                .wrapping_mul(0x9e37_79b9)
+        })
+        .collect()
+}
+
 /// The plain baseline of `lookup_cold`: ringcache's xxh3 points and owners
 /// in one sorted `Vec<(u64, u32)>`, searched by `partition_point`.
 struct SortedVec(Vec<(u64, u32)>);
@@ -365,6 +382,21 @@ fn bench_lookup_cold(c: &mut Criterion) {
         bench_noted(&mut group, BenchmarkId::new("xxh3_only", &size), |b| {
             let keys = keys();
             b.iter_custom(|iters| time_cold(keys, iters, key_hash))
+        });
+        // The floor of any one-line design: the key hash and one read of a
+        // direct-mapped `u32` array as large as the ring's bucket index, at
+        // the index the hash's top bits pick (the ring's entry, minus
+        // deciding the owner).
+        let line = OnceCell::new();
+        bench_noted(&mut group, BenchmarkId::new("xxh3_one_line", &size), |b| {
+            let (array, keys) = (line.get_or_init(|| one_line_array(ring())), keys());
+            let shift = u64::BITS - array.len().trailing_zeros();
+            b.iter_custom(|iters| {
+                time_cold(keys, iters, |key| {
+                    // Below 2^bits: `shift` leaves the hash's top bits.
+                    array[usize::try_from(key_hash(key) >> shift).expect("fits usize")]
+                })
+            })
         });
         bench_noted(&mut group, BenchmarkId::new("xxh3_and_pin", &size), |b| {
             let keys = keys();

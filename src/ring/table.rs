@@ -343,6 +343,15 @@ impl RingTable {
         self.points.len()
     }
 
+    /// Entries in the bucket index a lookup reads first (4 bytes each):
+    /// about four per point, a power of two. A lookup costs one hash and,
+    /// in most buckets, one read of this array, so its size is what decides
+    /// which cache level lookups run from.
+    #[inline]
+    pub fn bucket_count(&self) -> usize {
+        self.lookup.buckets.len()
+    }
+
     /// How many nodes are members.
     #[inline]
     pub fn node_count(&self) -> usize {
@@ -927,10 +936,10 @@ struct LookupTable {
     slot_mask: u32,
     /// `64 - point_key_bits`, or 63 with the one-point form off.
     point_key_from: u32,
-    /// Where an entry's point key starts: `30 - point_key_bits`.
+    /// Where an entry's point key starts: `30 - point_key_bits`. Shifting
+    /// a non-run entry (bit 31 clear) right by it leaves exactly the
+    /// tagged point key: its [`ONE_POINT`] bit and the key below it.
     point_key_shift: u32,
-    /// `2^(point_key_bits + 1) - 1`: a tagged point key's bits.
-    point_key_mask: u32,
     /// `2^point_key_bits`: the tag of a hash's point key.
     point_key_tag: u32,
     /// Where an entry's slot above starts: `slot_bits` (0 when off, so
@@ -982,7 +991,6 @@ impl LookupTable {
                 63
             },
             point_key_shift: 30 - point_key_bits,
-            point_key_mask: (2u32 << point_key_bits) - 1,
             point_key_tag: 1u32 << point_key_bits,
             above_shift,
         }
@@ -1009,7 +1017,10 @@ impl LookupTable {
     /// point.
     #[inline(always)]
     fn entry_point_key(&self, entry: u32) -> u32 {
-        (entry >> self.point_key_shift) & self.point_key_mask
+        debug_assert_eq!(entry & RUN, 0, "a run has no point key");
+        // No mask: the bits above the tag are bit 31 (clear), and the
+        // shift drops the slots below the key.
+        entry >> self.point_key_shift
     }
 
     /// The run entry of point `p` owned by slot `slot`: its sub-key above
