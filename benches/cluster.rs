@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
 use ringcache::cluster::{Cluster, ClusterConfig};
+use ringcache::hash::key_hash;
+use ringcache::node::MemStore;
 
 mod support;
 use support::numbered_keys;
@@ -39,8 +41,14 @@ fn bare_map(keys: &[Vec<u8>]) -> BareMap {
     map
 }
 
+/// A cluster of three nodes holding `keys`, what the get/set groups use.
 fn cluster(keys: &[Vec<u8>]) -> Cluster {
-    let c = Cluster::with_nodes(ClusterConfig::default(), "cache", 3, 160).unwrap();
+    cluster_of(keys, 3)
+}
+
+/// A cluster of `nodes` nodes of 160 vnodes holding `keys`.
+fn cluster_of(keys: &[Vec<u8>], nodes: usize) -> Cluster {
+    let c = Cluster::with_nodes(ClusterConfig::default(), "cache", nodes, 160).unwrap();
     for k in keys {
         c.set(k, value(), None).unwrap();
     }
@@ -156,6 +164,70 @@ fn get_large(c: &mut Criterion) {
     });
 }
 
+/// Where a cluster get's time goes over the bare map's, one layer at a
+/// time, single thread, on the same 100k keys in one run: the bare
+/// `DashMap`; one embedded node (`MemStore`) holding every key; that node
+/// read under an epoch pin per get (as a cluster get pins for its
+/// topology); a cluster of one node (pin, key hash, ring lookup, routing);
+/// and the cluster of three nodes `get_1t` measures. Each structure is
+/// built on first use, so a filtered run builds only what it measures.
+fn get_layers(c: &mut Criterion) {
+    use std::cell::OnceCell;
+    let keys = OnceCell::new();
+    let keys = || keys.get_or_init(|| numbered_keys(KEYS));
+    let (map, store, one, three) = (
+        OnceCell::new(),
+        OnceCell::new(),
+        OnceCell::new(),
+        OnceCell::new(),
+    );
+    let store = || {
+        store.get_or_init(|| {
+            let node = MemStore::new(usize::MAX);
+            for k in keys() {
+                node.set(key_hash(k), k, value().into(), None).unwrap();
+            }
+            node
+        })
+    };
+    let mut g = c.benchmark_group("get_1t_layers");
+    g.throughput(Throughput::Elements(OPS_PER_THREAD));
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("bare_dashmap", |b| {
+        let (keys, map) = (keys(), map.get_or_init(|| bare_map(keys())));
+        b.iter_custom(|iters| {
+            run_threads(1, iters, keys, |k| {
+                black_box(map.get(k).map(|e| e.value().clone()));
+            })
+        })
+    });
+    g.bench_function("one_memstore", |b| {
+        let (keys, store) = (keys(), store());
+        b.iter_custom(|iters| run_threads(1, iters, keys, |k| drop(black_box(store.get(k)))))
+    });
+    g.bench_function("one_memstore_pinned", |b| {
+        let (keys, store) = (keys(), store());
+        b.iter_custom(|iters| {
+            run_threads(1, iters, keys, |k| {
+                let _guard = crossbeam_epoch::pin();
+                drop(black_box(store.get(k)));
+            })
+        })
+    });
+    for (name, nodes, cell) in [("cluster_1_node", 1, &one), ("cluster_3_nodes", 3, &three)] {
+        g.bench_function(name, |b| {
+            let keys = keys();
+            let cl = cell.get_or_init(|| cluster_of(keys, nodes));
+            b.iter_custom(|iters| {
+                run_threads(1, iters, keys, |k| {
+                    black_box(cl.get(k).unwrap());
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Relocation speed: add a 4th node to a 3-node cluster holding 1M keys and
 /// time until the mover reports done. Throughput is keys moved per second
 /// (about a quarter of the keys move); the sweep also scans all 1M keys.
@@ -196,5 +268,5 @@ fn relocation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, get_set, get_large, relocation);
+criterion_group!(benches, get_set, get_large, get_layers, relocation);
 criterion_main!(benches);

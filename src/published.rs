@@ -108,6 +108,16 @@ impl<T: Send + Sync + 'static> Published<T> {
         .as_raw()
     }
 
+    /// True if `value` is the value the cell publishes now: a check a
+    /// reader makes after using a value it read without a pin (through a
+    /// [`ReadCache`]), to learn whether a newer one was published
+    /// meanwhile. The load is `Acquire`; a caller that needs its own
+    /// earlier loads ordered before it issues an `Acquire` fence first.
+    #[inline]
+    pub(crate) fn is_current(&self, value: &T) -> bool {
+        std::ptr::eq(self.current_ptr(), value)
+    }
+
     /// Publishes `value` in place of the current one, which is released
     /// once every reader that may hold it has unpinned.
     pub(crate) fn publish(&self, value: Arc<T>, guard: &Guard) {

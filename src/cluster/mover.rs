@@ -20,10 +20,12 @@
 //!    that was in flight when the sweep's starting topology was published
 //!    has finished (an epoch grace period: a deferred closure that the
 //!    collector runs only once every thread pinned before it has unpinned;
-//!    each request holds its pin from loading the topology until its store
-//!    operation is done). After it, every request in flight routes by a
-//!    topology at least as new as the sweep's, so **no write lands on a node
-//!    the mover has already swept under an older ring**.
+//!    each request that may write holds its pin from loading the topology
+//!    until its store operation is done). After it, every write in flight
+//!    routes by a topology at least as new as the sweep's, so **no write
+//!    lands on a node the mover has already swept under an older ring**.
+//!    Reads need no such wait (5), and a get on embedded nodes outside a
+//!    migration does not pin.
 //! 3. **Writers during a migration** take the key's stripe lock, load the
 //!    topology under it, write to the key's owner under the current ring,
 //!    and delete the key from its owners under the older rings in play.
@@ -46,6 +48,12 @@
 //!    and deleted the copy an older topology points to (3). Retries are
 //!    bounded (8); a read that loses that race eight times in a row, under
 //!    membership changes arriving faster than one read, reports a miss.
+//!    A read's hit needs no check: the topology it routed by was the
+//!    current one when loaded, and a newer write to the key deletes the
+//!    copies older topologies point to (3), so a copy still there is not
+//!    older than any write acknowledged before the read began. This is
+//!    why a read may skip the epoch pin: only its misses depend on the
+//!    topology staying current, and that is checked, not waited for.
 //! 6. **End of a sweep.** If no change arrived since the sweep started, every
 //!    key is on its owner: the mover publishes a topology with only the
 //!    current ring (the migration is over; writers return to the lock-free

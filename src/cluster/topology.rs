@@ -8,6 +8,7 @@
 //! and the safety argument; how requests and the mover use it is in the
 //! [`super`] module docs.
 
+use std::cell::UnsafeCell;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 use super::mover::Progress;
 use super::ClusterConfig;
 use crate::node::Store;
-use crate::published::Published;
+use crate::published::{Published, ReadCache};
 use crate::ring::{NodeId, Ring, RingTable};
 
 /// Number of per-key lock stripes writers and the mover share during a
@@ -195,6 +196,41 @@ impl Inner {
     #[inline]
     pub(super) fn topology<'a>(&'a self, guard: &'a Guard) -> &'a Topology {
         self.topology.load(guard)
+    }
+
+    /// Runs `f` on the current topology without an epoch pin, through this
+    /// thread's counted copy of it (a `ReadCache`: one atomic load and a
+    /// compare while no topology was published since the thread last
+    /// looked). `None` only while the thread's locals are being destroyed.
+    ///
+    /// Only reads may use it: the request is not pinned, so the mover's
+    /// grace period does not wait for it, and it must not write (see the
+    /// protocol, [`super::mover`], rule 5). `f` must not call this again
+    /// (it runs under the cache's shared borrow).
+    #[inline]
+    pub(super) fn with_cached_topology<R>(&self, f: impl FnOnce(&Topology) -> R) -> Option<R> {
+        thread_local! {
+            static CACHE: UnsafeCell<ReadCache<Topology>> =
+                const { UnsafeCell::new(ReadCache::new()) };
+        }
+        CACHE
+            .try_with(|cache| {
+                // SAFETY: the only caller (`Cluster::get`'s cached read)
+                // passes an `f` that reads stores and the topology cell,
+                // never this cache.
+                unsafe { ReadCache::read(cache, &self.topology, |_| {}, f) }
+            })
+            .ok()
+    }
+
+    /// True if `topology` is still the current one: nothing was published
+    /// since it was loaded. Loads before the call are ordered before the
+    /// check (an `Acquire` fence), so a read that then trusts a miss knows
+    /// the miss was seen on a topology still current after it.
+    #[inline]
+    pub(super) fn is_current(&self, topology: &Topology) -> bool {
+        std::sync::atomic::fence(Ordering::Acquire);
+        self.topology.is_current(topology)
     }
 
     /// Publishes `rings` and `nodes` as the next topology. Call with
