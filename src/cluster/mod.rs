@@ -388,9 +388,10 @@ impl Cluster {
     /// Why no pin: the mover's grace period waits for requests that may
     /// *write* under an older topology; a read writes nothing, and its
     /// staleness is settled by the check above, not by the grace period. A
-    /// per-request pin costs a full fence (a locked instruction), which
-    /// keeps one get's cache misses from overlapping the next one's: in a
-    /// loop of gets over 100k keys it was about 0.3x of a bare map's get.
+    /// pin is a locked instruction (a full fence) and a walk of the
+    /// thread's epoch state; in a loop of gets over 100k keys (bench group
+    /// `get_1t_layers`), a pin per get made one node's gets 1.5–1.6x a bare
+    /// map's instead of 1.1x.
     /// The price is memory, not correctness: a thread keeps the topology
     /// it last read (and with it the stores of nodes since dropped) until
     /// its next read after a change.
