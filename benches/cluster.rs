@@ -1,5 +1,6 @@
 //! Cluster benchmarks: get/set throughput of a 3-node cluster beside a bare
-//! `DashMap` doing the same work (the ceiling), and relocation speed.
+//! `DashMap` doing the same work (the ceiling), a get's cost layer by layer
+//! (`get_1t_layers`), and relocation speed.
 //!
 //! Run: `cargo bench --bench cluster`. Figures go in the README with the
 //! machine they were measured on; the targets (docs/performance.md) are get/set
