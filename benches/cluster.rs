@@ -168,8 +168,9 @@ fn get_large(c: &mut Criterion) {
 /// Where a cluster get's time goes over the bare map's, one layer at a
 /// time, single thread, on the same 100k keys in one run: the bare
 /// `DashMap`; one embedded node (`MemStore`) holding every key; that node
-/// read under an epoch pin per get (as a cluster get pins for its
-/// topology); a cluster of one node (pin, key hash, ring lookup, routing);
+/// read under an epoch pin per get (as a cluster get pinned for its
+/// topology until gets on embedded nodes stopped pinning); a cluster of one
+/// node (key hash, topology, ring lookup, routing);
 /// and the cluster of three nodes `get_1t` measures. Each structure is
 /// built on first use, so a filtered run builds only what it measures.
 fn get_layers(c: &mut Criterion) {

@@ -216,8 +216,9 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
     /// Runs `f` on the current value of `cell`, read through `slot`'s held
     /// copy when the cell still publishes it. Otherwise (a new publication,
     /// or the first read of this cell) takes the new value under a pin,
-    /// calls `fresh` on it (a reader's chance to prepare for it), stores
-    /// it, and runs `f` on it.
+    /// calls `fresh` on it (a reader's chance to prepare for it, and to
+    /// say whether the value is worth keeping), stores it if `fresh` said
+    /// so (else drops the entry this cell had), and runs `f` on it.
     ///
     /// # Safety
     ///
@@ -229,7 +230,7 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
     pub(crate) unsafe fn read<R>(
         slot: &UnsafeCell<ReadCache<T>>,
         cell: &Published<T>,
-        fresh: impl FnOnce(&T),
+        fresh: impl FnOnce(&T) -> bool,
         f: impl FnOnce(&T) -> R,
     ) -> R {
         let current = cell.current_ptr();
@@ -263,12 +264,12 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
     fn refresh(
         slot: &UnsafeCell<ReadCache<T>>,
         cell: &Published<T>,
-        fresh: impl FnOnce(&T),
+        fresh: impl FnOnce(&T) -> bool,
     ) -> Arc<T> {
         // May run deferred closures, which may read through this cache:
         // no borrow is alive.
         let value = cell.load_arc(&crossbeam_epoch::pin());
-        fresh(&value);
+        let keep = fresh(&value);
         let address = std::ptr::from_ref(cell) as usize;
         let mut displaced: [Option<(usize, Arc<T>)>; CACHED_CELLS + 1] =
             [const { None }; CACHED_CELLS + 1];
@@ -277,18 +278,24 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
             // and `f` has not run); the block below moves and clones
             // `Arc`s only, which runs no foreign code.
             let cache = unsafe { &mut *slot.get() };
-            // The entry to replace: this cell's, else an empty one, else
-            // the least recently refreshed (the last).
-            let at = cache
+            let own = cache
                 .held
                 .iter()
-                .position(|e| matches!(e, Some((a, _)) if *a == address))
-                .or_else(|| cache.held.iter().position(Option::is_none))
-                .unwrap_or(CACHED_CELLS - 1);
-            displaced[CACHED_CELLS] = cache.held[at].take();
-            // Most recently refreshed first.
-            cache.held[..=at].rotate_right(1);
-            cache.held[0] = Some((address, Arc::clone(&value)));
+                .position(|e| matches!(e, Some((a, _)) if *a == address));
+            if keep {
+                // The entry to replace: this cell's, else an empty one,
+                // else the least recently refreshed (the last).
+                let at = own
+                    .or_else(|| cache.held.iter().position(Option::is_none))
+                    .unwrap_or(CACHED_CELLS - 1);
+                displaced[CACHED_CELLS] = cache.held[at].take();
+                // Most recently refreshed first.
+                cache.held[..=at].rotate_right(1);
+                cache.held[0] = Some((address, Arc::clone(&value)));
+            } else if let Some(at) = own {
+                // Not kept: nor is this cell's older value.
+                displaced[CACHED_CELLS] = cache.held[at].take();
+            }
             // Purge: entries only this cache holds are dead (their cell
             // has published since, or is gone).
             for (entry, out) in cache.held.iter_mut().zip(&mut displaced) {
@@ -344,7 +351,46 @@ mod tests {
         fresh: &mut u32,
     ) -> u64 {
         // SAFETY: `f` only copies the value.
-        unsafe { ReadCache::read(slot, cell, |_| *fresh += 1, |&v| v) }
+        unsafe {
+            ReadCache::read(
+                slot,
+                cell,
+                |_| {
+                    *fresh += 1;
+                    true
+                },
+                |&v| v,
+            )
+        }
+    }
+
+    #[test]
+    fn a_value_fresh_declines_is_read_but_not_kept() {
+        let cell = Published::new(Arc::new(1u64));
+        let slot = UnsafeCell::new(ReadCache::new());
+        let mut freshes = 0;
+        let mut read = |keep: bool| {
+            // SAFETY: `f` only copies the value.
+            unsafe {
+                ReadCache::read(
+                    &slot,
+                    &cell,
+                    |_| {
+                        freshes += 1;
+                        keep
+                    },
+                    |&v| v,
+                )
+            }
+        };
+        assert_eq!(read(true), 1);
+        assert_eq!(read(true), 1, "kept: no second refresh");
+        cell.publish(Arc::new(2), &epoch::pin());
+        // Declined: read, not kept, and the cell's older entry goes too.
+        assert_eq!(read(false), 2);
+        assert_eq!(read(false), 2);
+        assert_eq!(freshes, 3, "a declined value is loaded again on each read");
+        assert!(unsafe { &*slot.get() }.held.iter().all(Option::is_none));
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! 1. **A change publishes at once.** A membership change edits the ring,
 //!    publishes a topology whose rings are `[new, previous rings...]`, and
 //!    asks the mover for a sweep. It returns without waiting.
-//! 2. **Grace period.** Before a sweep the mover waits until every request
-//!    that was in flight when the sweep's starting topology was published
+//! 2. **Grace period.** Before a sweep the mover waits until every pinned
+//!    (or held, see `topology::Held`) request that was in flight when the
+//!    sweep's starting topology was published
 //!    has finished (an epoch grace period: a deferred closure that the
 //!    collector runs only once every thread pinned before it has unpinned;
 //!    each request that may write holds its pin from loading the topology
@@ -49,11 +50,14 @@
 //!    bounded (8); a read that loses that race eight times in a row, under
 //!    membership changes arriving faster than one read, reports a miss.
 //!    A read's hit needs no check: the topology it routed by was the
-//!    current one when loaded, and a newer write to the key deletes the
-//!    copies older topologies point to (3), so a copy still there is not
-//!    older than any write acknowledged before the read began. This is
-//!    why a read may skip the epoch pin: only its misses depend on the
-//!    topology staying current, and that is checked, not waited for.
+//!    current one when loaded, so every write acknowledged before the read
+//!    began sits on that topology's owners (under its rings in play) or
+//!    newer ones, and a copy an older topology points to is gone once a
+//!    newer one replaced it: deleted by the newer write during a migration
+//!    (3), or moved and removed by the sweep that ended it (4, 6). A copy
+//!    still there is not older than any such write. This is why a read
+//!    may skip the epoch pin: only its misses depend on the topology
+//!    staying current, and that is checked, not waited for.
 //! 6. **End of a sweep.** If no change arrived since the sweep started, every
 //!    key is on its owner: the mover publishes a topology with only the
 //!    current ring (the migration is over; writers return to the lock-free

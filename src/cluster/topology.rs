@@ -69,7 +69,9 @@ pub(super) struct Topology {
 /// waits for both kinds of request: the epoch grace period for pinned ones,
 /// then for every older topology's count to fall to zero (see
 /// [`Inner::wait_for_held`]). Clusters of embedded nodes never take this
-/// path.
+/// path. A third kind, an unpinned get on embedded nodes
+/// ([`Inner::with_cached_topology`]), is not waited for: it writes nothing
+/// (the protocol's rule 5).
 pub(super) struct Held {
     topology: Topology,
 }
@@ -205,20 +207,29 @@ impl Inner {
     ///
     /// Only reads may use it: the request is not pinned, so the mover's
     /// grace period does not wait for it, and it must not write (see the
-    /// protocol, [`super::mover`], rule 5). `f` must not call this again
-    /// (it runs under the cache's shared borrow).
+    /// protocol, [`super::mover`], rule 5). A topology with a remote node
+    /// is read but not kept (the fast path never uses one, and a kept copy
+    /// would hold removed servers' connections open).
+    ///
+    /// # Safety
+    ///
+    /// `f` must not call this again, directly or through anything it
+    /// calls: it runs under the cache's shared borrow, which the inner
+    /// call's refresh could invalidate (freeing the topology `f` reads).
     #[inline]
-    pub(super) fn with_cached_topology<R>(&self, f: impl FnOnce(&Topology) -> R) -> Option<R> {
+    pub(super) unsafe fn with_cached_topology<R>(
+        &self,
+        f: impl FnOnce(&Topology) -> R,
+    ) -> Option<R> {
         thread_local! {
             static CACHE: UnsafeCell<ReadCache<Topology>> =
                 const { UnsafeCell::new(ReadCache::new()) };
         }
         CACHE
             .try_with(|cache| {
-                // SAFETY: the only caller (`Cluster::get`'s cached read)
-                // passes an `f` that reads stores and the topology cell,
-                // never this cache.
-                unsafe { ReadCache::read(cache, &self.topology, |_| {}, f) }
+                // SAFETY: this function's contract: `f` does not reach
+                // this cache.
+                unsafe { ReadCache::read(cache, &self.topology, |t| !t.remote, f) }
             })
             .ok()
     }

@@ -346,9 +346,15 @@ impl Ring {
                 // SAFETY: the `f` given only reads the table; it cannot
                 // reach this cache (`read`'s contract).
                 unsafe {
-                    ReadCache::read(cache, &self.current, RingTable::warm, |t| {
-                        t.lookup_hash(hash)
-                    })
+                    ReadCache::read(
+                        cache,
+                        &self.current,
+                        |t| {
+                            t.warm();
+                            true
+                        },
+                        |t| t.lookup_hash(hash),
+                    )
                 }
             })
             .unwrap_or_else(|_| self.table(&epoch::pin()).lookup_hash(hash))
