@@ -399,6 +399,9 @@ impl Cluster {
     /// its next get after a change, or until it exits.
     #[inline]
     fn get_unpinned(&self, hash: u64, key: &[u8]) -> Option<Served<Option<Value>>> {
+        if self.inner.has_remote() {
+            return None;
+        }
         // SAFETY: the closure reads the ring, the stores and the topology
         // cell; nothing it calls reads through the topology cache.
         unsafe {
@@ -983,28 +986,19 @@ mod tests {
             const { Cell::new(None) };
     }
 
-    /// A key owned by `node` on the cluster's current ring.
-    fn key_on(c: &Cluster, node: NodeId) -> Vec<u8> {
-        (0..)
-            .map(|i| format!("k{i}").into_bytes())
-            .find(|k| c.ring().lookup(k) == Some(node))
-            .unwrap()
-    }
-
-    /// A 2-node cluster holding `key` = `value` on its first node, whose
-    /// id it returns, with this thread's topology cache holding the
-    /// settled topology.
-    fn settled_with(key: &[u8], value: &[u8]) -> (Cluster, NodeId) {
+    /// A 2-node cluster holding a key (the first of `k0`, `k1`, ... on its
+    /// first node) = `value`, with this thread's topology cache holding
+    /// the settled topology; returns the cluster, the key and its owner.
+    fn settled_with(value: &[u8]) -> (Cluster, Vec<u8>, NodeId) {
         let c = Cluster::with_nodes(ClusterConfig::default(), "n", 2, 160).unwrap();
         let owner = c.ring().nodes()[0].id;
-        assert_eq!(
-            c.ring().lookup(key),
-            Some(owner),
-            "pick a key on the first node"
-        );
-        c.set(key, value.to_vec(), None).unwrap();
-        assert_eq!(c.get(key).unwrap().node, owner);
-        (c, owner)
+        let key = (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .find(|k| c.ring().lookup(k) == Some(owner))
+            .unwrap();
+        c.set(&key, value.to_vec(), None).unwrap();
+        assert_eq!(c.get(&key).unwrap().node, owner);
+        (c, key, owner)
     }
 
     /// `c.get(key)`, with `meanwhile` run to its end on another thread
@@ -1032,22 +1026,13 @@ mod tests {
         })
     }
 
-    /// The first key `k0`, `k1`, ... on the first node of a fresh 2-node
-    /// cluster (placement is the same in every cluster of these names).
-    fn key_on_first_node() -> Vec<u8> {
-        let c = Cluster::with_nodes(ClusterConfig::default(), "n", 2, 160).unwrap();
-        let first = c.ring().nodes()[0].id;
-        key_on(&c, first)
-    }
-
     /// An unpinned get routes by a settled topology; before it reads the
     /// owner, the owner leaves, the mover moves the key away and the node
     /// is dropped (the mover's grace period does not wait for the get).
     /// Its miss must not be trusted.
     #[test]
     fn an_unpinned_miss_on_a_superseded_topology_is_retried() {
-        let key = key_on_first_node();
-        let (c, owner) = settled_with(&key, b"v");
+        let (c, key, owner) = settled_with(b"v");
         let got = get_around(&c, &key, || {
             c.remove_node(owner).unwrap();
             assert!(c.wait_rebalanced(Duration::from_secs(30)));
@@ -1060,8 +1045,7 @@ mod tests {
     /// the newer (migrating) topology (rule 3), not by the mover.
     #[test]
     fn an_unpinned_miss_after_a_writer_cleaned_the_old_owner_is_retried() {
-        let key = key_on_first_node();
-        let (c, owner) = settled_with(&key, b"v1");
+        let (c, key, owner) = settled_with(b"v1");
         let got = get_around(&c, &key, || {
             c.remove_node(owner).unwrap();
             c.set(&key, b"v2".to_vec(), None).unwrap();

@@ -10,7 +10,7 @@
 
 use std::cell::UnsafeCell;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,6 +150,12 @@ pub(super) struct Inner {
     pub(super) ring: Ring,
     /// What requests route by.
     topology: Published<Topology>,
+    /// Whether the last published topology has a remote node: lets a get
+    /// skip the unpinned path, whose every read of a remote topology would
+    /// be a refresh (a pin and a count taken on the topology), without
+    /// loading the topology. Relaxed: a stale answer only sends a get down
+    /// the other path, and both are correct for either kind.
+    remote: AtomicBool,
     /// Serializes membership changes and every topology publish.
     pub(super) membership: Mutex<()>,
     /// Per-key locks: writers take one only while a migration runs; the
@@ -185,6 +191,7 @@ impl Inner {
                 remote: false,
                 in_flight: in_flight.clone(),
             })),
+            remote: AtomicBool::new(false),
             membership: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| may::sync::Mutex::new(())).collect(),
             published: Mutex::new(vec![(0, in_flight)]),
@@ -260,6 +267,14 @@ impl Inner {
             in_flight,
         });
         self.topology.publish(next, &guard);
+        self.remote.store(remote, Ordering::Relaxed);
+    }
+
+    /// Whether the current topology has a remote node, as of the last
+    /// publish this thread saw (a hint: see the `remote` field).
+    #[inline]
+    pub(super) fn has_remote(&self) -> bool {
+        self.remote.load(Ordering::Relaxed)
     }
 
     /// The stripe index of a key hash.
