@@ -132,6 +132,37 @@ impl Key {
         }
     }
 
+    /// Whether this key's bytes are `other`: `**self == *other`, with an
+    /// inline key of 4 bytes or more compared as two pairs of overlapping
+    /// words instead of through a `memcmp` call. A map probe compares the
+    /// probed key with each candidate this way.
+    #[inline(always)]
+    pub fn is(&self, other: &[u8]) -> bool {
+        if !self.is_inline() {
+            return self.as_bytes() == other;
+        }
+        let n = other.len();
+        if usize::from(self.last_byte() & !INLINE_TAG) != n {
+            return false;
+        }
+        // SAFETY: an inline key was written through `bytes`, all of them
+        // initialized.
+        let bytes = unsafe { &self.repr.bytes };
+        // Two words cover `n` bytes when `w <= n <= 2w`: the first `w` and
+        // the last `w`, overlapping in between.
+        fn words<const W: usize>(a: &[u8], b: &[u8], n: usize) -> bool {
+            let word = |s: &[u8], at: usize| -> [u8; W] {
+                s[at..at + W].try_into().expect("a W-byte range")
+            };
+            word(a, 0) == word(b, 0) && word(a, n - W) == word(b, n - W)
+        }
+        match n {
+            8.. => words::<8>(bytes, other, n),
+            4..8 => words::<4>(bytes, other, n),
+            _ => bytes[..n] == *other,
+        }
+    }
+
     /// The shared allocation's pointer, as `Arc::into_raw` gave it.
     #[inline]
     fn shared_ptr(&self) -> *const [u8] {
@@ -307,6 +338,29 @@ mod tests {
         }
         assert_ne!(Key::from(&b"ab"[..]), Key::from(&b"abc"[..]));
         assert_ne!(Key::from(&b""[..]), Key::from(&b"\0"[..]));
+    }
+
+    #[test]
+    fn is_equals_byte_equality_at_every_length_and_position() {
+        for len in 0..40usize {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let key = Key::from(&bytes[..]);
+            assert!(key.is(&bytes), "len {len}");
+            // One byte changed, at each position: the overlapping words
+            // must cover every byte.
+            for at in 0..len {
+                let mut other = bytes.clone();
+                other[at] ^= 0x01;
+                assert!(!key.is(&other), "len {len}, byte {at}");
+            }
+            // A prefix and an extension: lengths differ.
+            if len > 0 {
+                assert!(!key.is(&bytes[..len - 1]), "len {len}, prefix");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(!key.is(&longer), "len {len}, extended");
+        }
     }
 
     #[test]

@@ -374,6 +374,13 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// This store as an embedded [`MemStore`], if it is one: lets the
+    /// cluster call an embedded node's reads directly (no dynamic call, no
+    /// `Result` to unwrap) on its hottest path. `None` by default.
+    fn into_mem_store(self: Arc<Self>) -> Option<Arc<MemStore>> {
+        None
+    }
+
     /// The store as a Redis node, for the health observer; `None` for an
     /// embedded one.
     fn as_redis(&self) -> Option<&RedisStore> {
@@ -850,20 +857,35 @@ impl MemStore {
 
 impl MemStore {
     /// As [`Store::get`], which cannot fail on an embedded node.
+    #[inline]
     pub fn get(&self, key: &[u8]) -> Option<Value> {
-        let found = self.map.get(key).map(|e| {
-            if e.is_expired(Instant::now) {
-                return None;
-            }
-            // Relaxed: eviction hints; skip the store when already current
-            // so hot keys do not keep dirtying their cache line.
-            let now = ACCESS_CLOCK.load(Ordering::Relaxed);
-            if e.last_access.load(Ordering::Relaxed) != now {
-                e.last_access.store(now, Ordering::Relaxed);
-            }
-            Some(e.value.clone())
-        });
-        // The map reference is dropped before any removal below.
+        let (map_hash, shard) = self.locate(key);
+        let found = {
+            // `DashMap::get`, written out so that it inlines here and
+            // compares keys with `Key::is`: the cluster's get is short
+            // enough for the processor to overlap one get's cache misses
+            // with the next one's only if it stays a few hundred
+            // instructions long (docs/performance.md).
+            let table = self.map.shards()[shard].read();
+            table.find(map_hash, |(k, _)| k.is(key)).map(|bucket| {
+                // SAFETY: the bucket is read under the shard's read lock
+                // (`table`, alive to the end of this block) and not kept
+                // past it: the value is cloned out.
+                let e = unsafe { bucket.as_ref() }.1.get();
+                if e.is_expired(Instant::now) {
+                    return None;
+                }
+                // Relaxed: eviction hints; skip the store when already
+                // current so hot keys do not keep dirtying their cache
+                // line.
+                let now = ACCESS_CLOCK.load(Ordering::Relaxed);
+                if e.last_access.load(Ordering::Relaxed) != now {
+                    e.last_access.store(now, Ordering::Relaxed);
+                }
+                Some(e.value.clone())
+            })
+        };
+        // The shard's lock is released before any removal below.
         match found {
             Some(Some(v)) => {
                 self.hits.add(1);
@@ -959,7 +981,9 @@ impl MemStore {
     /// own methods compute them.
     #[inline]
     fn locate(&self, key: &[u8]) -> (u64, usize) {
-        let hash = self.map.hash_usize(&key) as u64;
+        // `hash_one` hashes `key` as `DashMap::hash_usize(&key)` does (one
+        // hasher, `Hash` of `[u8]`), and inlines where that does not.
+        let hash = self.map.hasher().hash_one(key);
         (hash, self.map.determine_shard(hash as usize))
     }
 
@@ -1129,6 +1153,10 @@ impl MemStore {
 impl Store for MemStore {
     fn get(&self, key: &[u8]) -> Result<Option<Value>, StoreError> {
         Ok(MemStore::get(self, key))
+    }
+
+    fn into_mem_store(self: Arc<Self>) -> Option<Arc<MemStore>> {
+        Some(self)
     }
 
     fn set(
