@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 use super::mover::Progress;
 use super::ClusterConfig;
-use crate::node::Store;
+use crate::node::{MemStore, Store};
 use crate::published::{Published, ReadCache};
 use crate::ring::{NodeId, Ring, RingTable};
 
@@ -39,6 +39,10 @@ pub(super) struct NodeSlot {
     pub(super) store: Arc<dyn Store>,
 }
 
+/// The current ring's members and their embedded stores, in member order
+/// (see `Topology::embedded`).
+pub(super) type EmbeddedView = Box<[(NodeId, Arc<MemStore>)]>;
+
 /// What requests route by: one immutable, epoch-published value.
 pub(super) struct Topology {
     /// +1 per publish; lets a read notice that the topology changed.
@@ -53,6 +57,13 @@ pub(super) struct Topology {
     /// True if any node is remote: a store call may then park the request's
     /// coroutine, which must not happen under an epoch pin (see [`Held`]).
     pub(super) remote: bool,
+    /// The current ring's members and their stores in member order (index
+    /// `i` is `current().nodes()[i]`, the index [`RingTable::lookup_slot`]
+    /// answers), when every member is embedded and no migration runs;
+    /// `None` otherwise. The unpinned get reads through it: a key's store
+    /// is one ring lookup and one index away, with no search by id and no
+    /// dynamic call.
+    pub(super) embedded: Option<EmbeddedView>,
     /// Requests working from this topology through a [`Held`] copy.
     in_flight: Arc<AtomicUsize>,
 }
@@ -91,6 +102,20 @@ impl Drop for Held {
     }
 }
 
+/// `ring`'s members and their stores in member order, if every member's
+/// store (found in `nodes`, sorted by id) is embedded: a topology's
+/// `embedded` field.
+fn embedded_by_member(ring: &RingTable, nodes: &[Arc<NodeSlot>]) -> Option<EmbeddedView> {
+    ring.nodes()
+        .iter()
+        .map(|member| {
+            let at = nodes.binary_search_by_key(&member.id, |n| n.id).ok()?;
+            let store = Arc::clone(&nodes[at].store).into_mem_store()?;
+            Some((member.id, store))
+        })
+        .collect()
+}
+
 impl Topology {
     /// A counted copy to keep after unpinning. Call while pinned.
     pub(super) fn hold(&self) -> Held {
@@ -104,6 +129,8 @@ impl Topology {
                 rings: self.rings.clone(),
                 nodes: self.nodes.clone(),
                 remote: self.remote,
+                // Only the unpinned get reads it, never through a `Held`.
+                embedded: None,
                 in_flight: self.in_flight.clone(),
             },
         }
@@ -189,6 +216,7 @@ impl Inner {
                 rings: vec![first],
                 nodes: Vec::new(),
                 remote: false,
+                embedded: None,
                 in_flight: in_flight.clone(),
             })),
             remote: AtomicBool::new(false),
@@ -259,11 +287,16 @@ impl Inner {
         let in_flight = Arc::new(AtomicUsize::new(0));
         self.published.lock().push((generation, in_flight.clone()));
         let remote = nodes.iter().any(|n| n.store.remote_addr().is_some());
+        let embedded = match &rings[..] {
+            [current] if !remote => embedded_by_member(current, &nodes),
+            _ => None,
+        };
         let next = Arc::new(Topology {
             generation,
             rings,
             nodes,
             remote,
+            embedded,
             in_flight,
         });
         self.topology.publish(next, &guard);
