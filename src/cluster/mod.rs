@@ -31,8 +31,10 @@
 //! * The grace period the mover waits for before a sweep (see
 //!   [`mover`]) also rests on the epoch protocol: every request that may
 //!   write holds its pin from loading the topology until its store
-//!   operation is done. An unpinned get takes no part in it: it writes
-//!   nothing, and it trusts a miss only after an `Acquire` fence and a
+//!   operation is done. An unpinned get takes no part in it: it writes no
+//!   value (at most an entry's access stamp, or the removal of an entry
+//!   already expired, which re-checks the expiry under the shard's write
+//!   lock), and it trusts a miss only after an `Acquire` fence and a
 //!   check that its topology is still the current one.
 
 use std::fmt;
@@ -359,7 +361,8 @@ impl Cluster {
     }
 
     /// [`Cluster::get`] when the unpinned read cannot answer (remote
-    /// nodes, a migration, a miss on a topology superseded meanwhile):
+    /// nodes, a migration, an empty cluster, a miss on a topology
+    /// superseded meanwhile, a thread whose locals are being torn down):
     /// kept out of line so that the common path stays short.
     #[inline(never)]
     fn get_pinned(&self, hash: u64, key: &[u8]) -> Result<Served<Option<Value>>, ClusterError> {
@@ -394,7 +397,8 @@ impl Cluster {
     /// owner's statistics, as a retried read's does).
     ///
     /// Why no pin: the mover's grace period waits for requests that may
-    /// *write* under an older topology; a read writes nothing, and its
+    /// *write* under an older topology; a read writes no value (an access
+    /// stamp at most, and it removes only entries already expired), and its
     /// staleness is settled by the check above, not by the grace period. A
     /// pin is a locked instruction (a full fence) and a walk of the
     /// thread's epoch state; in a loop of gets over 100k keys (bench group
@@ -994,6 +998,7 @@ impl Drop for Cluster {
 mod tests {
     use super::*;
     use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
     use std::sync::mpsc;
 
     thread_local! {
@@ -1029,7 +1034,10 @@ mod tests {
             let (go, went) = mpsc::channel::<()>();
             let (done, finished) = mpsc::channel::<()>();
             s.spawn(move || {
-                went.recv().unwrap();
+                // Fails the test instead of hanging it if the get took the
+                // pinned path (the hook then never runs).
+                went.recv_timeout(Duration::from_secs(60))
+                    .expect("the get did not take the unpinned path");
                 meanwhile();
                 done.send(()).unwrap();
             });
@@ -1039,8 +1047,29 @@ mod tests {
                     finished.recv().unwrap();
                 })))
             });
-            c.get(key).unwrap()
+            let got = c.get(key).unwrap();
+            let unused = BETWEEN_ROUTE_AND_READ.with(|h| h.take());
+            assert!(unused.is_none(), "the get did not take the unpinned path");
+            got
         })
+    }
+
+    /// `c.get(key)`, asserting that the unpinned path answered it.
+    fn get_unpinned_only(c: &Cluster, key: &[u8]) -> Served<Option<Value>> {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        BETWEEN_ROUTE_AND_READ.with(|h| {
+            h.set(Some(Box::new(move || {
+                flag.store(true, AtomicOrdering::Relaxed)
+            })))
+        });
+        let got = c.get(key).unwrap();
+        BETWEEN_ROUTE_AND_READ.with(|h| h.take());
+        assert!(
+            ran.load(AtomicOrdering::Relaxed),
+            "not served by the unpinned path"
+        );
+        got
     }
 
     /// Checks a topology's `embedded` view: present exactly when no
@@ -1070,6 +1099,18 @@ mod tests {
         }
     }
 
+    /// Every key `k0..k199` holds `v`, and a get of each is answered by
+    /// the unpinned path, from the node the ring names.
+    fn assert_served_unpinned(c: &Cluster) {
+        for i in 0..200 {
+            let key = format!("k{i}");
+            let got = get_unpinned_only(c, key.as_bytes());
+            assert_eq!(got.value.as_deref(), Some(b"v".as_slice()), "{key}");
+            assert_eq!(Some(got.node), c.ring().lookup(key.as_bytes()), "{key}");
+            assert_eq!(got.node_count, c.ring().node_count(), "{key}");
+        }
+    }
+
     #[test]
     fn the_embedded_view_follows_membership() {
         let c = Cluster::with_nodes(ClusterConfig::default(), "n", 3, 40).unwrap();
@@ -1079,6 +1120,7 @@ mod tests {
         }
         assert!(c.wait_rebalanced(Duration::from_secs(30)));
         assert_embedded_view(&c);
+        assert_served_unpinned(&c);
         let first = c.ring().nodes()[0].id;
         c.remove_node(first).unwrap();
         assert_embedded_view(&c);
@@ -1089,14 +1131,33 @@ mod tests {
         c.set_weight(added, 20).unwrap();
         assert!(c.wait_rebalanced(Duration::from_secs(30)));
         assert_embedded_view(&c);
-        // Every key is still served, by the node the ring names.
-        for i in 0..200 {
-            let key = format!("k{i}");
-            let got = c.get(key.as_bytes()).unwrap();
-            assert_eq!(got.value.as_deref(), Some(b"v".as_slice()), "{key}");
-            assert_eq!(Some(got.node), c.ring().lookup(key.as_bytes()), "{key}");
-            assert_eq!(got.node_count, 3);
+        assert_served_unpinned(&c);
+    }
+
+    /// Under ketama a member can have no point at all (a weight too small
+    /// for one MD5 group): it stays a member, in the view and in the node
+    /// count, and is never an owner.
+    #[test]
+    fn the_embedded_view_under_ketama_keeps_pointless_members() {
+        let config = ClusterConfig {
+            placement: Placement::Ketama,
+            ..ClusterConfig::default()
+        };
+        let c = Cluster::new(config);
+        for (name, weight) in [("a", 100), ("b", 100), ("tiny", 1)] {
+            c.add_node(name, weight).unwrap();
         }
+        let shares = c.ring().nodes();
+        let tiny = shares.iter().find(|n| &*n.name == "tiny").unwrap();
+        assert_eq!(tiny.points, 0, "tiny has no point");
+        for i in 0..200 {
+            c.set(format!("k{i}").as_bytes(), b"v".to_vec(), None)
+                .unwrap();
+        }
+        assert!(c.wait_rebalanced(Duration::from_secs(30)));
+        assert_embedded_view(&c);
+        assert_served_unpinned(&c);
+        assert_eq!(c.ring().node_count(), 3);
     }
 
     /// An unpinned get routes by a settled topology; before it reads the

@@ -60,9 +60,9 @@ pub(super) struct Topology {
     /// The current ring's members and their stores in member order (index
     /// `i` is `current().nodes()[i]`, the index [`RingTable::lookup_slot`]
     /// answers), when every member is embedded and no migration runs;
-    /// `None` otherwise. The unpinned get reads through it: a key's store
-    /// is one ring lookup and one index away, with no search by id and no
-    /// dynamic call.
+    /// `None` otherwise, and always `None` in a [`Held`] copy. The unpinned
+    /// get reads through it: a key's store is one ring lookup and one index
+    /// away, with no search by id and no dynamic call.
     pub(super) embedded: Option<EmbeddedView>,
     /// Requests working from this topology through a [`Held`] copy.
     in_flight: Arc<AtomicUsize>,
@@ -81,7 +81,7 @@ pub(super) struct Topology {
 /// then for every older topology's count to fall to zero (see
 /// [`Inner::wait_for_held`]). Clusters of embedded nodes never take this
 /// path. A third kind, an unpinned get on embedded nodes
-/// ([`Inner::with_cached_topology`]), is not waited for: it writes nothing
+/// ([`Inner::with_cached_topology`]), is not waited for: it writes no value
 /// (the protocol's rule 5).
 pub(super) struct Held {
     topology: Topology,

@@ -868,9 +868,10 @@ impl MemStore {
             // instructions long (docs/performance.md).
             let table = self.map.shards()[shard].read();
             table.find(map_hash, |(k, _)| k.is(key)).map(|bucket| {
-                // SAFETY: the bucket is read under the shard's read lock
-                // (`table`, alive to the end of this block) and not kept
-                // past it: the value is cloned out.
+                // SAFETY: `find` returned a full bucket of this very table,
+                // read under the shard's read lock (`table`, alive to the
+                // end of this block) and only shared: atomics and a clone
+                // of the value, nothing kept past the lock.
                 let e = unsafe { bucket.as_ref() }.1.get();
                 if e.is_expired(Instant::now) {
                     return None;
@@ -981,8 +982,15 @@ impl MemStore {
     /// own methods compute them.
     #[inline]
     fn locate(&self, key: &[u8]) -> (u64, usize) {
-        // `hash_one` hashes `key` as `DashMap::hash_usize(&key)` does (one
-        // hasher, `Hash` of `[u8]`), and inlines where that does not.
+        // What `DashMap` computes for every key of this map (one hasher
+        // from the map's builder, `Hash` of the bytes, `finish`; `Key`
+        // hashes as `[u8]`), inlined where `DashMap::hash_usize` is not.
+        // ahash's inherent `hash_one` is used for being 3 instructions
+        // shorter than `BuildHasher::hash_one` here; on nightly it
+        // specializes `[u8]`, `Vec<u8>`, `str` and `String` (hashing them
+        // another way), but not `&[u8]`, which `key` must stay. The test
+        // `the_map_hash_is_the_one_dashmap_computes` checks the two agree
+        // (and runs under Miri, on nightly).
         let hash = self.map.hasher().hash_one(key);
         (hash, self.map.determine_shard(hash as usize))
     }
@@ -1240,6 +1248,24 @@ mod tests {
     /// the TTL sweep, eviction sampling) on a few dozen keys of every form
     /// (empty, inline, just past inline, long): small enough for Miri,
     /// which is how the unsafe code here is checked (tests/README.md).
+    #[test]
+    fn the_map_hash_is_the_one_dashmap_computes() {
+        let node = MemStore::new(1 << 20);
+        let keys: [&[u8]; 5] = [b"", b"abc", b"user:00000042", &[7u8; 15], &[9u8; 40]];
+        for key in keys {
+            let (hash, shard) = node.locate(key);
+            assert_eq!(hash as usize, node.map.hash_usize(&key), "{key:?}");
+            assert_eq!(shard, node.map.determine_shard(hash as usize), "{key:?}");
+            // Set through the raw table, then read and removed through
+            // `DashMap`'s own hashing.
+            node.set(0, key, Value::from(vec![1u8]), None).unwrap();
+            assert!(node.map.contains_key(key), "{key:?}");
+            assert_eq!(node.get(key).as_deref(), Some(&[1u8][..]));
+            assert!(node.delete(key), "{key:?}");
+            assert_eq!(node.get(key), None);
+        }
+    }
+
     #[test]
     fn raw_table_paths_on_keys_of_every_form() {
         let node = MemStore::new(64 << 10);
