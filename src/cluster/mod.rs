@@ -1099,6 +1099,18 @@ mod tests {
         }
     }
 
+    /// Sets keys `k0..k199` to `v`, waits for the cluster to settle, and
+    /// checks its view and that the unpinned path serves them.
+    fn fill_and_check_view(c: &Cluster) {
+        for i in 0..200 {
+            c.set(format!("k{i}").as_bytes(), b"v".to_vec(), None)
+                .unwrap();
+        }
+        assert!(c.wait_rebalanced(Duration::from_secs(30)));
+        assert_embedded_view(c);
+        assert_served_unpinned(c);
+    }
+
     /// Every key `k0..k199` holds `v`, and a get of each is answered by
     /// the unpinned path, from the node the ring names.
     fn assert_served_unpinned(c: &Cluster) {
@@ -1114,13 +1126,7 @@ mod tests {
     #[test]
     fn the_embedded_view_follows_membership() {
         let c = Cluster::with_nodes(ClusterConfig::default(), "n", 3, 40).unwrap();
-        for i in 0..200 {
-            c.set(format!("k{i}").as_bytes(), b"v".to_vec(), None)
-                .unwrap();
-        }
-        assert!(c.wait_rebalanced(Duration::from_secs(30)));
-        assert_embedded_view(&c);
-        assert_served_unpinned(&c);
+        fill_and_check_view(&c);
         let first = c.ring().nodes()[0].id;
         c.remove_node(first).unwrap();
         assert_embedded_view(&c);
@@ -1150,13 +1156,7 @@ mod tests {
         let shares = c.ring().nodes();
         let tiny = shares.iter().find(|n| &*n.name == "tiny").unwrap();
         assert_eq!(tiny.points, 0, "tiny has no point");
-        for i in 0..200 {
-            c.set(format!("k{i}").as_bytes(), b"v".to_vec(), None)
-                .unwrap();
-        }
-        assert!(c.wait_rebalanced(Duration::from_secs(30)));
-        assert_embedded_view(&c);
-        assert_served_unpinned(&c);
+        fill_and_check_view(&c);
         assert_eq!(c.ring().node_count(), 3);
     }
 
