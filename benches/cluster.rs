@@ -8,6 +8,7 @@
 //! core.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,20 @@ fn cluster_of(keys: &[Vec<u8>], nodes: usize) -> Cluster {
     c
 }
 
+/// The stride between consecutive operations' keys: a prime, so a walk
+/// visits every key before it repeats one (for key counts it does not
+/// divide).
+const STRIDE: usize = 104_729;
+
 /// Runs `op` on `threads` threads, `OPS_PER_THREAD` each, `iters` times;
 /// returns the wall time of the slowest thread summed over iterations.
+///
+/// Each thread walks the keys in steps of [`STRIDE`] from its own
+/// starting point, and each iteration goes on where the previous one
+/// stopped (in this process, whatever the group), so the iterations
+/// together cover the whole key set (five of them cover 100k keys)
+/// instead of repeating the same `OPS_PER_THREAD` keys, whose lines would
+/// then stay in the caches.
 fn run_threads(
     threads: usize,
     iters: u64,
@@ -65,16 +78,19 @@ fn run_threads(
     op: impl Fn(&[u8]) + Sync,
 ) -> Duration {
     let mut total = Duration::ZERO;
+    static WALKED: AtomicUsize = AtomicUsize::new(0);
+    let ops = usize::try_from(OPS_PER_THREAD).expect("ops fit usize");
     for _ in 0..iters {
+        // Relaxed: a position, read and advanced by this thread only.
+        let walked = WALKED.fetch_add(ops, Ordering::Relaxed);
         let start = Instant::now();
         std::thread::scope(|s| {
             for t in 0..threads {
                 let op = &op;
                 s.spawn(move || {
-                    // Each thread walks the keys with its own stride.
-                    let mut i = t * 7919;
-                    for _ in 0..OPS_PER_THREAD {
-                        i = (i + 104_729) % keys.len();
+                    let mut i = (t * 7919 + walked % keys.len() * STRIDE) % keys.len();
+                    for _ in 0..ops {
+                        i = (i + STRIDE) % keys.len();
                         op(&keys[i]);
                     }
                 });
@@ -167,8 +183,9 @@ fn get_large(c: &mut Criterion) {
 
 /// Where a cluster get's time goes over the bare map's, one layer at a
 /// time, single thread, on the same 100k keys in one run: the bare
-/// `DashMap`; one embedded node (`MemStore`) holding every key; that node
-/// read under an epoch pin per get (as a cluster get pinned for its
+/// `DashMap`; one embedded node (`MemStore`) holding every key; that
+/// node's get after the key's placement hash (the floor of a hash-routed
+/// get); that node read under an epoch pin per get (as a cluster get pinned for its
 /// topology until gets on embedded nodes stopped pinning); a cluster of one
 /// node (key hash, topology, ring lookup, routing);
 /// and the cluster of three nodes `get_1t` measures. Each structure is
@@ -206,6 +223,19 @@ fn get_layers(c: &mut Criterion) {
     g.bench_function("one_memstore", |b| {
         let (keys, store) = (keys(), store());
         b.iter_custom(|iters| run_threads(1, iters, keys, |k| drop(black_box(store.get(k)))))
+    });
+    // The floor of any hash-routed get: the key's placement hash, then one
+    // node's get. A router must hash the key before it knows the node, so
+    // the map probe's work waits on the hash as well as on the key's
+    // bytes; this layer measures what that ordering alone costs.
+    g.bench_function("placement_hash_then_memstore", |b| {
+        let (keys, store) = (keys(), store());
+        b.iter_custom(|iters| {
+            run_threads(1, iters, keys, |k| {
+                black_box(key_hash(k));
+                drop(black_box(store.get(k)));
+            })
+        })
     });
     g.bench_function("one_memstore_pinned", |b| {
         let (keys, store) = (keys(), store());

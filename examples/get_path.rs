@@ -8,6 +8,8 @@
 //!
 //! * `bare`: a bare `DashMap<Arc<[u8]>, Arc<[u8]>>` with ahash;
 //! * `store`: one embedded node (`MemStore`) holding every key;
+//! * `hashed`: the key's placement hash (xxh3), then `store`'s get: the
+//!   least a hash-routed get does;
 //! * `cluster1`, `cluster3`: `Cluster::get` on 1 and 3 nodes of 160 vnodes;
 //! * `spin`: `store`, plus a loop of `SPIN` additions before each get (5
 //!   instructions each, none of them waiting on memory), so the get grows
@@ -46,7 +48,7 @@ const KEYS: usize = 100_000;
 /// The stride between consecutive gets' keys, as in `benches/cluster.rs`.
 const STRIDE: usize = 104_729;
 
-const LAYERS: [&str; 5] = ["bare", "store", "cluster1", "cluster3", "spin"];
+const LAYERS: [&str; 6] = ["bare", "store", "hashed", "cluster1", "cluster3", "spin"];
 
 /// Runs `gets` gets through `get`, keys in stride order: the region the
 /// callgrind command above counts.
@@ -78,13 +80,19 @@ fn run(layer: &str, keys: &[Vec<u8>], gets: usize, spins: &[u64]) -> Duration {
                 black_box(map.get(k).map(|e| e.value().clone()));
             })
         }
-        "store" | "spin" => {
+        "store" | "hashed" | "spin" => {
             let store = MemStore::new(usize::MAX);
             for k in keys {
                 store.set(key_hash(k), k, value().into(), None).unwrap();
             }
             if layer == "store" {
                 return measure(keys, gets, &|k| drop(black_box(store.get(k))));
+            }
+            if layer == "hashed" {
+                return measure(keys, gets, &|k| {
+                    black_box(key_hash(k));
+                    drop(black_box(store.get(k)));
+                });
             }
             // The same store for every spin count, each measured three
             // times in turn, so that the counts compare within one process.
