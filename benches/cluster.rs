@@ -81,14 +81,18 @@ fn run_threads(
     static WALKED: AtomicUsize = AtomicUsize::new(0);
     let ops = usize::try_from(OPS_PER_THREAD).expect("ops fit usize");
     for _ in 0..iters {
-        // Relaxed: a position, read and advanced by this thread only.
+        // Relaxed: a position, read and advanced only by the thread that
+        // runs the benchmarks (the walking threads get a copy).
         let walked = WALKED.fetch_add(ops, Ordering::Relaxed);
         let start = Instant::now();
         std::thread::scope(|s| {
             for t in 0..threads {
                 let op = &op;
                 s.spawn(move || {
-                    let mut i = (t * 7919 + walked % keys.len() * STRIDE) % keys.len();
+                    // In u64: `walked % len * STRIDE` passes 2^32 at 1M keys.
+                    let len = keys.len() as u64;
+                    let start = (t as u64 * 7919 + walked as u64 % len * STRIDE as u64) % len;
+                    let mut i = usize::try_from(start).expect("below the key count");
                     for _ in 0..ops {
                         i = (i + STRIDE) % keys.len();
                         op(&keys[i]);
@@ -184,11 +188,11 @@ fn get_large(c: &mut Criterion) {
 /// Where a cluster get's time goes over the bare map's, one layer at a
 /// time, single thread, on the same 100k keys in one run: the bare
 /// `DashMap`; one embedded node (`MemStore`) holding every key; that
-/// node's get after the key's placement hash (the floor of a hash-routed
-/// get); that node read under an epoch pin per get (as a cluster get pinned for its
-/// topology until gets on embedded nodes stopped pinning); a cluster of one
-/// node (key hash, topology, ring lookup, routing);
-/// and the cluster of three nodes `get_1t` measures. Each structure is
+/// node's get after the key's placement hash (the least a get routed as
+/// the cluster routes does); that node read under an epoch pin per get
+/// (as a cluster get pinned for its topology until gets on embedded nodes
+/// stopped pinning); a cluster of one node (key hash, topology, ring
+/// lookup, routing); and the cluster of three nodes `get_1t` measures. Each structure is
 /// built on first use, so a filtered run builds only what it measures.
 fn get_layers(c: &mut Criterion) {
     use std::cell::OnceCell;
@@ -224,10 +228,11 @@ fn get_layers(c: &mut Criterion) {
         let (keys, store) = (keys(), store());
         b.iter_custom(|iters| run_threads(1, iters, keys, |k| drop(black_box(store.get(k)))))
     });
-    // The floor of any hash-routed get: the key's placement hash, then one
-    // node's get. A router must hash the key before it knows the node, so
-    // the map probe's work waits on the hash as well as on the key's
-    // bytes; this layer measures what that ordering alone costs.
+    // The least a get routed as the cluster routes does: the key's
+    // placement hash (unseeded, the same in every process), then one
+    // node's get, whose map hashes the key again with its own seed. The
+    // hash's instructions wait on the key's bytes, a miss in this loop,
+    // as the probe's do; this layer measures what the hash alone adds.
     g.bench_function("placement_hash_then_memstore", |b| {
         let (keys, store) = (keys(), store());
         b.iter_custom(|iters| {

@@ -9,7 +9,7 @@
 //! * `bare`: a bare `DashMap<Arc<[u8]>, Arc<[u8]>>` with ahash;
 //! * `store`: one embedded node (`MemStore`) holding every key;
 //! * `hashed`: the key's placement hash (xxh3), then `store`'s get: the
-//!   least a hash-routed get does;
+//!   least a get routed as the cluster routes does;
 //! * `cluster1`, `cluster3`: `Cluster::get` on 1 and 3 nodes of 160 vnodes;
 //! * `spin`: `store`, plus a loop of `SPIN` additions before each get (5
 //!   instructions each, none of them waiting on memory), so the get grows
