@@ -19,7 +19,7 @@ use ringcache::hash::key_hash;
 use ringcache::node::MemStore;
 
 mod support;
-use support::numbered_keys;
+use support::{numbered_keys, STRIDE};
 
 /// Keys preloaded for the get/set benchmarks.
 const KEYS: usize = 100_000;
@@ -56,11 +56,6 @@ fn cluster_of(keys: &[Vec<u8>], nodes: usize) -> Cluster {
     }
     c
 }
-
-/// The stride between consecutive operations' keys: a prime, so a walk
-/// visits every key before it repeats one (for key counts it does not
-/// divide).
-const STRIDE: usize = 104_729;
 
 /// Runs `op` on `threads` threads, `OPS_PER_THREAD` each, `iters` times;
 /// returns the wall time of the slowest thread summed over iterations.
@@ -192,8 +187,9 @@ fn get_large(c: &mut Criterion) {
 /// the cluster routes does); that node read under an epoch pin per get
 /// (as a cluster get pinned for its topology until gets on embedded nodes
 /// stopped pinning); a cluster of one node (key hash, topology, ring
-/// lookup, routing); and the cluster of three nodes `get_1t` measures. Each structure is
-/// built on first use, so a filtered run builds only what it measures.
+/// lookup, routing); and the cluster of three nodes `get_1t` measures.
+/// Each structure is built on first use, so a filtered run builds only
+/// what it measures.
 fn get_layers(c: &mut Criterion) {
     use std::cell::OnceCell;
     let keys = OnceCell::new();

@@ -34,20 +34,16 @@ use ringcache::cluster::{Cluster, ClusterConfig};
 use ringcache::hash::key_hash;
 use ringcache::node::MemStore;
 
-/// `count` keys `user:00000000`, `user:00000001`, ... (13 bytes), as the
-/// cluster benchmark's.
-fn numbered_keys(count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| format!("user:{i:08}").into_bytes())
-        .collect()
-}
+// The benchmarks' shared keys and stride (and more this example leaves
+// unused).
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{numbered_keys, STRIDE};
 
 /// Keys held, as in the cluster benchmark's get groups.
 const KEYS: usize = 100_000;
 
-/// The stride between consecutive gets' keys, as in `benches/cluster.rs`.
-const STRIDE: usize = 104_729;
-
+/// Every layer, in the order a run without `LAYER` measures them.
 const LAYERS: [&str; 6] = ["bare", "store", "hashed", "cluster1", "cluster3", "spin"];
 
 /// Runs `gets` gets through `get`, keys in stride order: the region the

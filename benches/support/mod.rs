@@ -1,7 +1,8 @@
 //! What the benchmarks share: the CPU accounting that tells a slow
 //! benchmark from one that lost its core to other processes (this is a
 //! shared 2-core machine), and the numbered keys of the cluster and node
-//! benchmarks.
+//! benchmarks and the stride the cluster's gets walk them by (which
+//! `examples/get_path` shares too).
 //!
 //! * [`bench_noted`] runs one criterion benchmark and prints the share of
 //!   it the thread spent waiting for a CPU.
@@ -22,6 +23,11 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, BenchmarkId};
+
+/// The stride between consecutive gets' keys in the cluster benchmarks
+/// and `examples/get_path`: a prime, so a walk visits every key before it
+/// repeats one (for key counts it does not divide).
+pub const STRIDE: usize = 104_729;
 
 /// `count` keys `user:00000000`, `user:00000001`, ...: fixed-width (13
 /// bytes below 10^8 keys), the same on every run.

@@ -416,9 +416,10 @@ impl Cluster {
     /// [`MemStore`], so the get calls it directly, with no search by id,
     /// no dynamic call and no `Result` to unwrap. Length matters here, not
     /// only misses: in a loop of gets the processor overlaps one get's
-    /// cache misses with the next one's only while a get stays within its
-    /// out-of-order window, about 320 instructions on the machine measured
-    /// (`examples/get_path`, docs/performance.md).
+    /// cache misses with the next one's only while the get stays short,
+    /// and instructions that wait on a miss (everything computed from a
+    /// key that is not in cache) cost most (`examples/get_path`,
+    /// docs/performance.md, "What the edge is made of").
     #[inline]
     fn get_unpinned(&self, hash: u64, key: &[u8]) -> Option<Served<Option<Value>>> {
         if self.inner.has_remote() {

@@ -862,10 +862,11 @@ impl MemStore {
         let (map_hash, shard) = self.locate(key);
         let found = {
             // `DashMap::get`, written out so that it inlines here and
-            // compares keys with `Key::is`: the cluster's get is short
-            // enough for the processor to overlap one get's cache misses
-            // with the next one's only if it stays a few hundred
-            // instructions long (docs/performance.md).
+            // compares keys with `Key::is`: in a loop of gets the
+            // processor overlaps one get's cache misses with the next
+            // one's only while the instructions in between, above all
+            // those waiting on a miss, stay few (docs/performance.md, "A
+            // get's length" and "What the edge is made of").
             let table = self.map.shards()[shard].read();
             table.find(map_hash, |(k, _)| k.is(key)).map(|bucket| {
                 // SAFETY: `find` returned a full bucket of this very table,
