@@ -1,6 +1,7 @@
 //! Cluster benchmarks: get/set throughput of a 3-node cluster beside a bare
 //! `DashMap` doing the same work (the ceiling), a get's cost layer by layer
-//! (`get_1t_layers`), and relocation speed.
+//! (`get_1t_layers`, and `get_1t_request_keys` with the key already in the
+//! cache, as a server's is), and relocation speed.
 //!
 //! Run: `cargo bench --bench cluster`. Figures go in the README with the
 //! machine they were measured on; the targets (docs/performance.md) are get/set
@@ -55,6 +56,16 @@ fn cluster_of(keys: &[Vec<u8>], nodes: usize) -> Cluster {
         c.set(k, value(), None).unwrap();
     }
     c
+}
+
+/// One embedded node (`MemStore`) holding `keys`, each with a value of
+/// its own, as a cluster's node holds them.
+fn memstore(keys: &[Vec<u8>]) -> MemStore {
+    let node = MemStore::new(usize::MAX);
+    for k in keys {
+        node.set(key_hash(k), k, value().into(), None).unwrap();
+    }
+    node
 }
 
 /// Runs `op` on `threads` threads, `OPS_PER_THREAD` each, `iters` times;
@@ -200,15 +211,7 @@ fn get_layers(c: &mut Criterion) {
         OnceCell::new(),
         OnceCell::new(),
     );
-    let store = || {
-        store.get_or_init(|| {
-            let node = MemStore::new(usize::MAX);
-            for k in keys() {
-                node.set(key_hash(k), k, value().into(), None).unwrap();
-            }
-            node
-        })
-    };
+    let store = || store.get_or_init(|| memstore(keys()));
     let mut g = c.benchmark_group("get_1t_layers");
     g.throughput(Throughput::Elements(OPS_PER_THREAD));
     g.measurement_time(Duration::from_secs(3));
@@ -261,6 +264,111 @@ fn get_layers(c: &mut Criterion) {
     g.finish();
 }
 
+/// Keys a request-key batch holds: a few socket reads' worth of requests,
+/// small enough (1 KiB) to stay in L1 while they are served.
+const REQUEST_BATCH: usize = 64;
+
+/// Room for one request key: the numbered keys are 13 bytes.
+const REQUEST_KEY_MAX: usize = 16;
+
+/// Single-thread gets whose key is already in the cache, as a server's
+/// key is, parsed a moment before from the request it just read, while
+/// the data stays cold: the same stride walk over every stored key as
+/// [`run_threads`], but `REQUEST_BATCH` keys at a time are first copied
+/// into one small buffer (untimed), and only the gets that read them are
+/// timed. `run_threads` passes each get a key of its own allocation, a
+/// cache miss on which the key's hashes wait; this loop measures the
+/// same gets without that miss. The clock is read twice per batch, under
+/// a nanosecond a get. Returns the summed time of the gets.
+fn run_request_keys(iters: u64, keys: &[Vec<u8>], op: impl Fn(&[u8])) -> Duration {
+    // Its own position, advanced as `run_threads`'s is.
+    static WALKED: AtomicUsize = AtomicUsize::new(0);
+    let ops = usize::try_from(OPS_PER_THREAD).expect("ops fit usize");
+    let mut batch = [[0u8; REQUEST_KEY_MAX]; REQUEST_BATCH];
+    let mut lens = [0usize; REQUEST_BATCH];
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        // Relaxed: read and advanced only by the thread running the
+        // benchmarks.
+        let walked = WALKED.fetch_add(ops, Ordering::Relaxed);
+        let len = keys.len() as u64;
+        let mut i = usize::try_from(walked as u64 % len * STRIDE as u64 % len)
+            .expect("below the key count");
+        let mut left = ops;
+        while left > 0 {
+            let n = left.min(REQUEST_BATCH);
+            for (slot, l) in batch.iter_mut().zip(lens.iter_mut()).take(n) {
+                i = (i + STRIDE) % keys.len();
+                let key = &keys[i];
+                slot[..key.len()].copy_from_slice(key);
+                *l = key.len();
+            }
+            let start = Instant::now();
+            for (slot, &l) in batch.iter().zip(lens.iter()).take(n) {
+                op(black_box(&slot[..l]));
+            }
+            total += start.elapsed();
+            left -= n;
+        }
+    }
+    total
+}
+
+/// Gets as a server makes them: [`run_request_keys`], the key in the cache
+/// and the data cold, on 100k and 1M keys, layer by layer as in
+/// `get_1t_layers`: the bare map, one node holding every key, the key's
+/// placement hash then that node's get, and clusters of one and three
+/// nodes. Data is built on first use and dropped after its size's runs.
+fn get_request_keys(c: &mut Criterion) {
+    use std::cell::OnceCell;
+    let mut g = c.benchmark_group("get_1t_request_keys");
+    g.throughput(Throughput::Elements(OPS_PER_THREAD));
+    g.measurement_time(Duration::from_secs(3));
+    for (size, count) in [("100k", KEYS), ("1m", 1_000_000)] {
+        let keys = OnceCell::new();
+        let keys = || keys.get_or_init(|| numbered_keys(count));
+        let (map, store) = (OnceCell::new(), OnceCell::new());
+        let store = || store.get_or_init(|| memstore(keys()));
+        g.bench_function(BenchmarkId::new("bare_dashmap", size), |b| {
+            let (keys, map) = (keys(), map.get_or_init(|| bare_map(keys())));
+            b.iter_custom(|iters| {
+                run_request_keys(iters, keys, |k| {
+                    black_box(map.get(k).map(|e| e.value().clone()));
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("one_memstore", size), |b| {
+            let (keys, store) = (keys(), store());
+            b.iter_custom(|iters| run_request_keys(iters, keys, |k| drop(black_box(store.get(k)))))
+        });
+        g.bench_function(
+            BenchmarkId::new("placement_hash_then_memstore", size),
+            |b| {
+                let (keys, store) = (keys(), store());
+                b.iter_custom(|iters| {
+                    run_request_keys(iters, keys, |k| {
+                        black_box(key_hash(k));
+                        drop(black_box(store.get(k)));
+                    })
+                })
+            },
+        );
+        for (name, nodes) in [("cluster_1_node", 1), ("cluster_3_nodes", 3)] {
+            let cl = OnceCell::new();
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                let keys = keys();
+                let cl = cl.get_or_init(|| cluster_of(keys, nodes));
+                b.iter_custom(|iters| {
+                    run_request_keys(iters, keys, |k| {
+                        black_box(cl.get(k).unwrap());
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 /// Relocation speed: add a 4th node to a 3-node cluster holding 1M keys and
 /// time until the mover reports done. Throughput is keys moved per second
 /// (about a quarter of the keys move); the sweep also scans all 1M keys.
@@ -301,5 +409,12 @@ fn relocation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, get_set, get_large, get_layers, relocation);
+criterion_group!(
+    benches,
+    get_set,
+    get_large,
+    get_layers,
+    get_request_keys,
+    relocation
+);
 criterion_main!(benches);
