@@ -6,6 +6,7 @@
 #   wrk churn smoke: reads during membership changes     (scripts/load.sh --smoke)
 #   Redis fleet smoke: ringcache before 3 redis-servers,
 #   nginx before 3 memcached, relocation between servers (scripts/load_redis.sh --smoke)
+#   the Redis client's race stress for STRESS_SECONDS (20) (scripts/redis_stress.sh)
 #   the dashboard in headless Chromium                   (scripts/browser_test.sh)
 #   the ring_ops fuzz target for FUZZ_SECONDS (120) and
 #   http_framing for HTTP_FUZZ_SECONDS (60)              (scripts/fuzz.sh)
@@ -47,6 +48,7 @@ stage "cargo test" cargo test
 stage "benchmarks, once each (smoke)" cargo test --benches
 stage "wrk churn smoke (every GET must answer 200 while nodes change)" scripts/load.sh --smoke
 stage "Redis fleet smoke (ringcache before 3 redis-servers and nginx before 3 memcached answer 2xx; relocation keeps every key)" scripts/load_redis.sh --smoke
+stage "Redis client race stress for ${STRESS_SECONDS:-20}s (no crash beside two busy loops)" scripts/redis_stress.sh
 stage "dashboard in headless Chromium" scripts/browser_test.sh
 stage "fuzz ring_ops for ${FUZZ_SECONDS:-120}s and http_framing for ${HTTP_FUZZ_SECONDS:-60}s" scripts/fuzz.sh
 
