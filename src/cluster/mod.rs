@@ -418,7 +418,7 @@ impl Cluster {
     /// only misses: in a loop of gets the processor overlaps one get's
     /// cache misses with the next one's only while the get stays short;
     /// the routing in front of the node's get (the placement hash, the
-    /// topology, the ring) costs a get about 120–140 ns on the machine
+    /// topology, the ring) costs a get 116–164 ns on the machine
     /// measured, whether or not the key itself is a miss
     /// (`examples/get_path`, docs/performance.md, "What the edge is made
     /// of" and "With the key in the cache").

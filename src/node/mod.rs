@@ -864,10 +864,10 @@ impl MemStore {
             // `DashMap::get`, written out so that it inlines here and
             // compares keys with `Key::is`: in a loop of gets the
             // processor overlaps one get's cache misses with the next
-            // one's only while the work in between stays small, whether
-            // or not it waits on a miss (docs/performance.md, "A get's
-            // length", "What the edge is made of" and "With the key in
-            // the cache").
+            // one's only while the work in between stays small, as
+            // measured with the key a miss and in the cache alike
+            // (docs/performance.md, "A get's length", "What the edge is
+            // made of" and "With the key in the cache").
             let table = self.map.shards()[shard].read();
             table.find(map_hash, |(k, _)| k.is(key)).map(|bucket| {
                 // SAFETY: `find` returned a full bucket of this very table,
