@@ -20,7 +20,7 @@ use ringcache::hash::key_hash;
 use ringcache::node::MemStore;
 
 mod support;
-use support::{numbered_keys, STRIDE};
+use support::{numbered_keys, placement_hash_then_get, STRIDE};
 
 /// Keys preloaded for the get/set benchmarks.
 const KEYS: usize = 100_000;
@@ -68,6 +68,15 @@ fn memstore(keys: &[Vec<u8>]) -> MemStore {
     node
 }
 
+/// Where a stride walk over `len` keys stands after `walked` steps, moved
+/// on by `offset` keys (a thread's own starting point).
+fn walk_start(walked: usize, offset: usize, len: usize) -> usize {
+    let len = len as u64;
+    // In u64: `walked % len * STRIDE` passes 2^32 at 1M keys.
+    let at = (offset as u64 + walked as u64 % len * STRIDE as u64) % len;
+    usize::try_from(at).expect("below the key count")
+}
+
 /// Runs `op` on `threads` threads, `OPS_PER_THREAD` each, `iters` times;
 /// returns the wall time of the slowest thread summed over iterations.
 ///
@@ -95,10 +104,7 @@ fn run_threads(
             for t in 0..threads {
                 let op = &op;
                 s.spawn(move || {
-                    // In u64: `walked % len * STRIDE` passes 2^32 at 1M keys.
-                    let len = keys.len() as u64;
-                    let start = (t as u64 * 7919 + walked as u64 % len * STRIDE as u64) % len;
-                    let mut i = usize::try_from(start).expect("below the key count");
+                    let mut i = walk_start(walked, t * 7919, keys.len());
                     for _ in 0..ops {
                         i = (i + STRIDE) % keys.len();
                         op(&keys[i]);
@@ -227,19 +233,12 @@ fn get_layers(c: &mut Criterion) {
         let (keys, store) = (keys(), store());
         b.iter_custom(|iters| run_threads(1, iters, keys, |k| drop(black_box(store.get(k)))))
     });
-    // The least a get routed as the cluster routes does: the key's
-    // placement hash (unseeded, the same in every process), then one
-    // node's get, whose map hashes the key again with its own seed. The
-    // hash's instructions wait on the key's bytes, a miss in this loop,
-    // as the probe's do; this layer measures what the hash alone adds.
+    // The least a get routed as the cluster routes does. The hash's
+    // instructions wait on the key's bytes, a miss in this loop, as the
+    // probe's do; this layer measures what the hash alone adds.
     g.bench_function("placement_hash_then_memstore", |b| {
         let (keys, store) = (keys(), store());
-        b.iter_custom(|iters| {
-            run_threads(1, iters, keys, |k| {
-                black_box(key_hash(k));
-                drop(black_box(store.get(k)));
-            })
-        })
+        b.iter_custom(|iters| run_threads(1, iters, keys, |k| placement_hash_then_get(store, k)))
     });
     g.bench_function("one_memstore_pinned", |b| {
         let (keys, store) = (keys(), store());
@@ -291,9 +290,7 @@ fn run_request_keys(iters: u64, keys: &[Vec<u8>], op: impl Fn(&[u8])) -> Duratio
         // Relaxed: read and advanced only by the thread running the
         // benchmarks.
         let walked = WALKED.fetch_add(ops, Ordering::Relaxed);
-        let len = keys.len() as u64;
-        let mut i = usize::try_from(walked as u64 % len * STRIDE as u64 % len)
-            .expect("below the key count");
+        let mut i = walk_start(walked, 0, keys.len());
         let mut left = ops;
         while left > 0 {
             let n = left.min(REQUEST_BATCH);
@@ -346,10 +343,7 @@ fn get_request_keys(c: &mut Criterion) {
             |b| {
                 let (keys, store) = (keys(), store());
                 b.iter_custom(|iters| {
-                    run_request_keys(iters, keys, |k| {
-                        black_box(key_hash(k));
-                        drop(black_box(store.get(k)));
-                    })
+                    run_request_keys(iters, keys, |k| placement_hash_then_get(store, k))
                 })
             },
         );

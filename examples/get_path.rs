@@ -38,7 +38,7 @@ use ringcache::node::MemStore;
 // unused).
 #[path = "../benches/support/mod.rs"]
 mod support;
-use support::{numbered_keys, STRIDE};
+use support::{numbered_keys, placement_hash_then_get, STRIDE};
 
 /// Keys held, as in the cluster benchmark's get groups.
 const KEYS: usize = 100_000;
@@ -85,10 +85,7 @@ fn run(layer: &str, keys: &[Vec<u8>], gets: usize, spins: &[u64]) -> Duration {
                 return measure(keys, gets, &|k| drop(black_box(store.get(k))));
             }
             if layer == "hashed" {
-                return measure(keys, gets, &|k| {
-                    black_box(key_hash(k));
-                    drop(black_box(store.get(k)));
-                });
+                return measure(keys, gets, &|k| placement_hash_then_get(&store, k));
             }
             // The same store for every spin count, each measured three
             // times in turn, so that the counts compare within one process.

@@ -4,6 +4,8 @@
 //! benchmarks and the stride the cluster's gets walk them by (which
 //! `examples/get_path` shares too).
 //!
+//! * [`placement_hash_then_get`] is the floor of a get routed as the
+//!   cluster routes.
 //! * [`bench_noted`] runs one criterion benchmark and prints the share of
 //!   it the thread spent waiting for a CPU.
 //! * [`ThreadClock`] and [`Tally`] split a measured thread's time into
@@ -18,16 +20,29 @@
 #![allow(dead_code)]
 
 use std::cell::Cell;
+use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, BenchmarkId};
+use ringcache::hash::key_hash;
+use ringcache::node::MemStore;
 
 /// The stride between consecutive gets' keys in the cluster benchmarks
 /// and `examples/get_path`: a prime, so a walk visits every key before it
 /// repeats one (for key counts it does not divide).
 pub const STRIDE: usize = 104_729;
+
+/// The least a get routed as the cluster routes does: `key`'s placement
+/// hash (unseeded, the same in every process), then `store`'s get, whose
+/// map hashes the key again with its own seed. A layer of the cluster
+/// benchmark's get groups and of `examples/get_path`.
+#[inline]
+pub fn placement_hash_then_get(store: &MemStore, key: &[u8]) {
+    black_box(key_hash(key));
+    drop(black_box(store.get(key)));
+}
 
 /// `count` keys `user:00000000`, `user:00000001`, ...: fixed-width (13
 /// bytes below 10^8 keys), the same on every run.
