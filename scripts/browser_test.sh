@@ -15,8 +15,8 @@ shot=${1:-target/dashboard.png}
 
 if ! command -v chromium >/dev/null 2>&1; then
   echo "chromium is missing; installing it from Debian's packages"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium
-  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi
+  . scripts/apt.sh
+  apt_install chromium || true
 fi
 command -v chromium >/dev/null || { echo "browser_test.sh: chromium is required and could not be installed" >&2; exit 1; }
 

@@ -26,11 +26,8 @@ tool="python3 scripts/loadtool.py"
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "wrk is missing; installing it from Debian's packages"
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq wrk
-  else
-    sudo apt-get update -qq && sudo apt-get install -y -qq wrk
-  fi
+  . scripts/apt.sh
+  apt_install wrk || true
 fi
 command -v wrk >/dev/null || { echo "load.sh: wrk is required and could not be installed" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "load.sh: python3 is required" >&2; exit 1; }

@@ -120,11 +120,7 @@ started=$(date +%s)
 note() { echo "[$(($(date +%s) - started)) s] $*" >&2; }
 
 # --- tools -------------------------------------------------------------------
-apt_install() {
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
-  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
-  else return 1; fi
-}
+. scripts/apt.sh
 missing=()
 command -v python3 >/dev/null || { echo "load_redis.sh: python3 is required" >&2; exit 1; }
 # The interpreter itself, not a version manager's shim (which costs ~0.5 s a call).

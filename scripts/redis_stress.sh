@@ -34,8 +34,8 @@ command -v timeout >/dev/null || { echo "redis_stress.sh: timeout (coreutils) is
 command -v python3 >/dev/null || { echo "redis_stress.sh: python3 is required" >&2; exit 1; }
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "redis_stress.sh: installing redis-server (and redis-cli) from Debian's packages"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
-  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; fi
+  . scripts/apt.sh
+  apt_install redis-server || { echo "redis_stress.sh: redis-server is required and could not be installed" >&2; exit 1; }
 fi
 tool="python3 scripts/loadtool.py"
 rtool="python3 scripts/redistool.py"

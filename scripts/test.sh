@@ -18,6 +18,7 @@
 # Redis-node tests and the hit-ratio bench) when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/apt.sh
 
 # Each stage runs in turn; the first that fails is named and ends the run.
 passed=0
@@ -39,8 +40,7 @@ stage() { # name command...
 ensure_redis() {
   command -v redis-server >/dev/null 2>&1 && return 0
   echo "redis-server is missing; installing it from Debian's packages"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server
-  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi
+  apt_install redis-server
 }
 
 stage "redis-server for the Redis-node tests and the hit-ratio bench" ensure_redis

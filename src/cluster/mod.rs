@@ -418,8 +418,9 @@ impl Cluster {
     /// only misses: in a loop of gets the processor overlaps one get's
     /// cache misses with the next one's only while the get stays short;
     /// the routing in front of the node's get (the placement hash, the
-    /// topology, the ring) costs a get 116–164 ns on the machine
-    /// measured, whether or not the key itself is a miss
+    /// topology, the ring) costs a get 116–292 ns on the machine
+    /// measured, by benchmark group and session, whether or not the key
+    /// itself is a miss
     /// (`examples/get_path`, docs/performance.md, "What the edge is made
     /// of" and "With the key in the cache").
     #[inline]
