@@ -169,7 +169,8 @@ fn start_ringcache(addrs: &[String], flags: &[String]) -> Server {
 /// Each node's state in `GET /nodes`, by index.
 type States = HashMap<u32, String>;
 
-/// Each node's state in `GET /nodes`, which must list every index once.
+/// Each node's state in `GET /nodes`, which must list every index once:
+/// 0, 1 and 2, for every test here starts three nodes and removes none.
 fn states(server: &Server) -> States {
     let nodes = server.nodes();
     let states: States = nodes
@@ -190,6 +191,14 @@ fn states(server: &Server) -> States {
             server.log_text()
         );
     }
+    let mut listed: Vec<u32> = states.keys().copied().collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [0, 1, 2],
+        "GET /nodes must list each of the three nodes, in any state: {states:?}\nringcache's log:\n{}",
+        server.log_text()
+    );
     states
 }
 

@@ -185,11 +185,12 @@ fn run(inner: &Inner) {
         | 1;
     while inner.progress.sleep(TICK) {
         // Every Redis node: ring members and draining nodes, then the
-        // ejected ones.
+        // ejected ones. The topology is loaded under the list's lock, as
+        // `Cluster::nodes` does, so the two agree.
         let nodes: Vec<Arc<NodeSlot>> = {
             let guard = crossbeam_epoch::pin();
-            let topo = inner.topology(&guard);
             let ejected = inner.ejected.lock();
+            let topo = inner.topology(&guard);
             let mut nodes: Vec<Arc<NodeSlot>> = topo
                 .nodes
                 .iter()

@@ -800,9 +800,16 @@ impl Cluster {
     /// Every node: ring members, draining nodes and ejected nodes, with
     /// their stats, sorted by id.
     pub fn nodes(&self) -> Vec<NodeStatus> {
-        let ejected = self.inner.ejected.lock().clone();
+        // The topology is loaded under the ejected list's lock, so the two
+        // agree: an ejection adds to the list before it publishes, a
+        // readmission takes off the list after (`change_then`), and either
+        // falls wholly before or wholly after this read. A node is never
+        // missing; one on both is listed once, from the list.
         let guard = epoch::pin();
-        let topo = self.inner.topology(&guard);
+        let (ejected, topo) = {
+            let ejected = self.inner.ejected.lock();
+            (ejected.clone(), self.inner.topology(&guard))
+        };
         let shares = topo.current().shares();
         let mut out: Vec<NodeStatus> = topo
             .nodes
@@ -812,8 +819,13 @@ impl Cluster {
             .map(|slot| {
                 let member = shares.iter().find(|s| s.id == slot.id);
                 let health = slot.store.as_redis().map(|r| r.health());
+                // A readmission marks the node up before it publishes the
+                // ring that holds it: until then it is still ejected, not
+                // draining.
+                let listed_ejected = ejected.iter().any(|e| e.id == slot.id);
                 let state = match (member, health) {
                     (_, Some(Health::Ejected)) => NodeState::Ejected,
+                    (None, _) if listed_ejected => NodeState::Ejected,
                     (None, _) => NodeState::Draining,
                     (Some(_), Some(Health::Down)) => NodeState::Down,
                     (Some(_), _) => NodeState::Serving,
@@ -854,6 +866,23 @@ impl Cluster {
 fn change<T>(
     inner: &Inner,
     edit: impl FnOnce(&Ring) -> Result<(T, Option<NodeSlot>), ClusterError>,
+) -> Result<T, ClusterError> {
+    change_then(inner, edit, || ())
+}
+
+/// As [`change`], then runs `published` once the new topology is
+/// published, still under the membership lock (so no other edit comes
+/// between).
+///
+/// A node's removal from the ejected list goes here, not in `edit`:
+/// listings load the topology under the list's lock (see
+/// [`Cluster::nodes`]), so a node taken off the list only once a topology
+/// holding it is out is never missing from them (it may be on both for a
+/// moment, which they handle).
+fn change_then<T>(
+    inner: &Inner,
+    edit: impl FnOnce(&Ring) -> Result<(T, Option<NodeSlot>), ClusterError>,
+    published: impl FnOnce(),
 ) -> Result<T, ClusterError> {
     let mut membership = inner.membership.lock();
     // Queue behind the mover when too many rings are in play.
@@ -903,6 +932,7 @@ fn change<T>(
     }
     inner.publish(rings, nodes);
     drop(guard);
+    published();
     inner.progress.request_sweep();
     drop(membership);
     Ok(result)
@@ -960,32 +990,37 @@ fn eject(inner: &Inner, id: NodeId, reason: &str) -> Result<(), ClusterError> {
 /// [`ClusterError::Ring`] if it is not ejected or its name was taken
 /// meanwhile.
 fn readmit(inner: &Inner, id: NodeId) -> Result<(), ClusterError> {
-    change(inner, |ring| {
-        let slot = {
-            let ejected = inner.ejected.lock();
-            ejected
-                .iter()
-                .find(|n| n.id == id)
-                .cloned()
-                .ok_or(ClusterError::Ring(RingError::UnknownNode(id)))?
-        };
-        ring.readmit_node(id, &slot.name, slot.weight)?;
-        if let Some(r) = slot.store.as_redis() {
-            r.set_health(Health::Up);
-        }
-        inner.ejected.lock().retain(|n| n.id != id);
-        log::info!("node {id} ({}) readmitted", slot.name);
-        Ok((
-            (),
-            Some(NodeSlot {
-                id,
-                name: slot.name.clone(),
-                weight: slot.weight,
-                points: 0,
-                store: slot.store.clone(),
-            }),
-        ))
-    })
+    change_then(
+        inner,
+        |ring| {
+            let slot = {
+                let ejected = inner.ejected.lock();
+                ejected
+                    .iter()
+                    .find(|n| n.id == id)
+                    .cloned()
+                    .ok_or(ClusterError::Ring(RingError::UnknownNode(id)))?
+            };
+            ring.readmit_node(id, &slot.name, slot.weight)?;
+            if let Some(r) = slot.store.as_redis() {
+                r.set_health(Health::Up);
+            }
+            log::info!("node {id} ({}) readmitted", slot.name);
+            Ok((
+                (),
+                Some(NodeSlot {
+                    id,
+                    name: slot.name.clone(),
+                    weight: slot.weight,
+                    points: 0,
+                    store: slot.store.clone(),
+                }),
+            ))
+        },
+        // Off the ejected list only now that a topology holds it (see
+        // `change_then`).
+        || inner.ejected.lock().retain(|n| n.id != id),
+    )
 }
 
 impl Drop for Cluster {
@@ -1189,5 +1224,52 @@ mod tests {
             c.set(&key, b"v2".to_vec(), None).unwrap();
         });
         assert_eq!(got.value.as_deref(), Some(b"v2".as_slice()), "false miss");
+    }
+
+    /// `nodes()` (GET /nodes) lists every node once at every moment while
+    /// a node is ejected and readmitted over and over: never missing (the
+    /// readmitted node left the ejected list before the topology that
+    /// holds it was published) and never twice.
+    #[test]
+    fn listing_holds_every_node_while_one_is_ejected_and_readmitted() {
+        let c = Cluster::with_nodes(ClusterConfig::default(), "n", 3, 16).unwrap();
+        let victim = c.ring().nodes()[1].id;
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let lister = s.spawn(|| {
+                let mut listings = 0u64;
+                while !stop.load(AtomicOrdering::Relaxed) {
+                    let nodes = c.nodes();
+                    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+                    assert_eq!(ids.len(), 3, "listing {listings}: {ids:?}");
+                    // Ejected or serving, never seen draining on the way.
+                    let draining: Vec<NodeId> = nodes
+                        .iter()
+                        .filter(|n| n.state == NodeState::Draining)
+                        .map(|n| n.id)
+                        .collect();
+                    assert!(
+                        draining.is_empty(),
+                        "listing {listings}: draining {draining:?}"
+                    );
+                    listings += 1;
+                }
+                listings
+            });
+            // Stops the lister even if an edit below panics.
+            struct Stop<'a>(&'a AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, AtomicOrdering::Relaxed);
+                }
+            }
+            let stopper = Stop(&stop);
+            for _ in 0..2_000 {
+                eject(&c.inner, victim, "test").unwrap();
+                readmit(&c.inner, victim).unwrap();
+            }
+            drop(stopper);
+            assert!(lister.join().unwrap() > 0);
+        });
     }
 }
