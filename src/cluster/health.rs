@@ -184,24 +184,14 @@ fn run(inner: &Inner) {
         .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64)
         | 1;
     while inner.progress.sleep(TICK) {
-        // Every Redis node: ring members and draining nodes, then the
-        // ejected ones. The topology is loaded under the list's lock, as
-        // `Cluster::nodes` does, so the two agree.
-        let nodes: Vec<Arc<NodeSlot>> = {
-            let guard = crossbeam_epoch::pin();
-            let ejected = inner.ejected.lock();
-            let topo = inner.topology(&guard);
-            let mut nodes: Vec<Arc<NodeSlot>> = topo
-                .nodes
-                .iter()
-                .filter(|n| !ejected.iter().any(|e| e.id == n.id))
-                .chain(ejected.iter())
-                .filter(|n| n.store.as_redis().is_some())
-                .cloned()
-                .collect();
-            nodes.sort_by_key(|n| n.id);
-            nodes
-        };
+        // Every Redis node: ring members, draining and ejected nodes.
+        let nodes: Vec<Arc<NodeSlot>> = inner
+            .every_node(&crossbeam_epoch::pin())
+            .1
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.store.as_redis().is_some())
+            .collect();
         trackers.retain(|t| nodes.iter().any(|n| n.id == t.id));
         let now = Instant::now();
         for slot in &nodes {

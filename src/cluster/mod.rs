@@ -800,32 +800,20 @@ impl Cluster {
     /// Every node: ring members, draining nodes and ejected nodes, with
     /// their stats, sorted by id.
     pub fn nodes(&self) -> Vec<NodeStatus> {
-        // The topology is loaded under the ejected list's lock, so the two
-        // agree: an ejection adds to the list before it publishes, a
-        // readmission takes off the list after (`change_then`), and either
-        // falls wholly before or wholly after this read. A node is never
-        // missing; one on both is listed once, from the list.
         let guard = epoch::pin();
-        let (ejected, topo) = {
-            let ejected = self.inner.ejected.lock();
-            (ejected.clone(), self.inner.topology(&guard))
-        };
+        let (topo, nodes) = self.inner.every_node(&guard);
         let shares = topo.current().shares();
-        let mut out: Vec<NodeStatus> = topo
-            .nodes
+        nodes
             .iter()
-            .filter(|slot| !ejected.iter().any(|e| e.id == slot.id))
-            .chain(ejected.iter())
-            .map(|slot| {
+            .map(|(slot, listed_ejected)| {
                 let member = shares.iter().find(|s| s.id == slot.id);
                 let health = slot.store.as_redis().map(|r| r.health());
                 // A readmission marks the node up before it publishes the
                 // ring that holds it: until then it is still ejected, not
                 // draining.
-                let listed_ejected = ejected.iter().any(|e| e.id == slot.id);
                 let state = match (member, health) {
                     (_, Some(Health::Ejected)) => NodeState::Ejected,
-                    (None, _) if listed_ejected => NodeState::Ejected,
+                    (None, _) if *listed_ejected => NodeState::Ejected,
                     (None, _) => NodeState::Draining,
                     (Some(_), Some(Health::Down)) => NodeState::Down,
                     (Some(_), _) => NodeState::Serving,
@@ -846,9 +834,7 @@ impl Cluster {
                         .unwrap_or_default(),
                 }
             })
-            .collect();
-        out.sort_by_key(|n| n.id);
-        out
+            .collect()
     }
 
     /// Node `id`'s store, member or draining, for inspection (tests, tools).
@@ -875,8 +861,8 @@ fn change<T>(
 /// between).
 ///
 /// A node's removal from the ejected list goes here, not in `edit`:
-/// listings load the topology under the list's lock (see
-/// [`Cluster::nodes`]), so a node taken off the list only once a topology
+/// listings load the topology under the list's lock
+/// (`Inner::every_node`), so a node taken off the list only once a topology
 /// holding it is out is never missing from them (it may be on both for a
 /// moment, which they handle).
 fn change_then<T>(
@@ -1227,9 +1213,9 @@ mod tests {
     }
 
     /// `nodes()` (GET /nodes) lists every node once at every moment while
-    /// a node is ejected and readmitted over and over: never missing (the
-    /// readmitted node left the ejected list before the topology that
-    /// holds it was published) and never twice.
+    /// a node is ejected and readmitted over and over: never missing (as
+    /// it was when a readmission took the node off the ejected list before
+    /// the topology that holds it was published) and never twice.
     #[test]
     fn listing_holds_every_node_while_one_is_ejected_and_readmitted() {
         let c = Cluster::with_nodes(ClusterConfig::default(), "n", 3, 16).unwrap();

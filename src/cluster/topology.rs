@@ -235,6 +235,33 @@ impl Inner {
         self.topology.load(guard)
     }
 
+    /// Every node once, sorted by id: the topology's slots (ring members
+    /// and draining nodes) and the ejected ones, each with whether it is
+    /// on the ejected list; and the topology they were read against.
+    ///
+    /// The topology is loaded under the ejected list's lock, so the two
+    /// agree: an ejection adds to the list before it publishes, a
+    /// readmission takes off the list after (`change_then`), and either
+    /// falls wholly before or wholly after this read. So no node is
+    /// missing; one on both (for a moment) is taken from the list.
+    pub(super) fn every_node<'a>(
+        &'a self,
+        guard: &'a Guard,
+    ) -> (&'a Topology, Vec<(Arc<NodeSlot>, bool)>) {
+        let ejected = self.ejected.lock();
+        let topo = self.topology(guard);
+        let mut nodes: Vec<(Arc<NodeSlot>, bool)> = topo
+            .nodes
+            .iter()
+            .filter(|n| !ejected.iter().any(|e| e.id == n.id))
+            .map(|n| (n.clone(), false))
+            .chain(ejected.iter().map(|n| (n.clone(), true)))
+            .collect();
+        drop(ejected);
+        nodes.sort_by_key(|(n, _)| n.id);
+        (topo, nodes)
+    }
+
     /// Runs `f` on the current topology without an epoch pin, through this
     /// thread's counted copy of it (a `ReadCache`: one atomic load and a
     /// compare while no topology was published since the thread last
